@@ -54,10 +54,19 @@ int pe_fail_prefix(int rc, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, errmsg, sizeof old);
-    if (old[0])
-        snprintf(errmsg, sizeof errmsg, "%s: %s", prefix, old);
-    else
-        snprintf(errmsg, sizeof errmsg, "%s: %s", prefix, pe_strerror(rc));
+    const char *rest = old[0] ? old : pe_strerror(rc);
+    size_t pl = strlen(prefix), rl = strlen(rest), n = 0;
+    /* prefix, ": ", rest, truncated to the buffer */
+    n = pl < sizeof errmsg - 1 ? pl : sizeof errmsg - 1;
+    memcpy(errmsg, prefix, n);
+    if (n + 2 < sizeof errmsg) {
+        memcpy(errmsg + n, ": ", 2);
+        n += 2;
+        if (rl > sizeof errmsg - 1 - n) rl = sizeof errmsg - 1 - n;
+        memmove(errmsg + n, rest, rl);
+        n += rl;
+    }
+    errmsg[n] = 0;
     return rc;
 }
 

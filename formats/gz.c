@@ -1,0 +1,360 @@
+/*
+ * gz.c - the bounded whole-file reader the dataset formats share: reads a
+ * file (or takes bytes in memory) and gunzips it when it starts with the
+ * gzip magic, never holding more than max_bytes of output.
+ *
+ * Not for: streaming archives too big to hold (tar.c inflates .tar.gz on
+ * the fly, stl10.c freads records), raw deflate or zlib-wrapped streams, or
+ * writing gzip.
+ *
+ * Untrusted input: a gzip bomb stops with PE_ETOOBIG as soon as its output
+ * would pass max_bytes, and the output buffer never grows beyond max_bytes.
+ * Concatenated gzip members are joined (as gzip -d does); zero bytes after
+ * the last member (tape padding) are ignored, anything else after it is
+ * PE_EFORMAT. Each member's CRC and length are checked by zlib.
+ */
+#include "dataset.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "pe.h"
+
+#define GZ_DEFAULT_MAX ((size_t)1 << 30)
+#define GZ_CHUNK ((size_t)256 << 10)          /* compressed bytes per read */
+#define GZ_MIN_START ((size_t)64 << 10)       /* first output allocation */
+#define GZ_MAX_START ((size_t)64 << 20)       /* ... at most; then doubling */
+
+/* Where compressed bytes come from after the first chunk: sets *p, *n to
+ * the next chunk (*n == 0 at end of input) or returns an errno. */
+typedef int (*gz_pull_fn)(void *ctx, const uint8_t **p, size_t *n);
+
+static int pull_none(void *ctx, const uint8_t **p, size_t *n) {
+    (void)ctx;
+    *p = NULL;
+    *n = 0;
+    return 0;
+}
+
+/* read(2) until n bytes or end of file, retrying EINTR. */
+static int read_full(int fd, uint8_t *buf, size_t n, size_t *got) {
+    size_t done = 0;
+    while (done < n) {
+        size_t want = n - done;
+        if (want > ((size_t)1 << 30)) want = (size_t)1 << 30;
+        ssize_t r = read(fd, buf + done, want);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            *got = done;
+            return errno;
+        }
+        if (r == 0) break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return 0;
+}
+
+typedef struct fd_src {
+    int fd;
+    uint8_t *chunk; /* GZ_CHUNK bytes */
+} fd_src;
+
+static int pull_fd(void *ctx, const uint8_t **p, size_t *n) {
+    fd_src *s = ctx;
+    int rc = read_full(s->fd, s->chunk, GZ_CHUNK, n);
+    if (rc) return pe_fail(rc, "read: %s", strerror(rc));
+    *p = s->chunk;
+    return 0;
+}
+
+/* First output allocation: a guess from the compressed size, so that a
+ * typical file needs few reallocations and a small one wastes little. */
+static size_t start_cap(size_t size_hint, size_t max) {
+    size_t cap = size_hint > GZ_MAX_START / 4 ? GZ_MAX_START : size_hint * 4;
+    if (cap < GZ_MIN_START) cap = GZ_MIN_START;
+    if (cap > max) cap = max;
+    return cap;
+}
+
+/* Inflates gzip members from (in, in_len) and then from pull until the
+ * input ends. max >= 1. Messages name no file: callers prefix them. */
+static int gunzip_core(const uint8_t *in, size_t in_len, gz_pull_fn pull,
+                       void *pctx, size_t size_hint, size_t max,
+                       uint8_t **out, size_t *out_len) {
+    z_stream zs;
+    uint8_t *buf = NULL;
+    size_t cap = start_cap(size_hint, max), used = 0;
+    int rc = 0, zinit = 0;
+    int in_member = 1; /* the caller saw the gzip magic */
+    int padding = 0;   /* zero bytes seen after a member */
+    int eof = 0;       /* pull has no more input */
+
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+        rc = pe_fail(ENOMEM, "cannot set up zlib");
+        goto cleanup;
+    }
+    zinit = 1;
+    buf = malloc(cap);
+    if (!buf) {
+        rc = pe_fail(ENOMEM, "out of memory for %zu bytes", cap);
+        goto cleanup;
+    }
+
+    for (;;) {
+        if (in_len == 0 && !eof) {
+            rc = pull(pctx, &in, &in_len);
+            if (rc) goto cleanup;
+            if (in_len == 0) eof = 1;
+        }
+        if (!in_member) {
+            if (in_len == 0) {
+                if (eof) break;
+                continue;
+            }
+            if (in[0] == 0) {
+                while (in_len > 0 && in[0] == 0) {
+                    in++;
+                    in_len--;
+                }
+                padding = 1;
+                continue;
+            }
+            if (padding) {
+                rc = pe_fail(PE_EFORMAT, "garbage after the gzip data");
+                goto cleanup;
+            }
+            /* Another member: zlib checks its header. */
+            if (inflateReset(&zs) != Z_OK) {
+                rc = pe_fail(PE_EFORMAT, "zlib refused to reset");
+                goto cleanup;
+            }
+            in_member = 1;
+        }
+
+        uint8_t probe;
+        int probing = 0;
+        if (used == cap) {
+            if (0) {
+                /* Full at the limit: one more byte of output means the
+                 * data is bigger than allowed; header, trailer and empty
+                 * blocks may still be consumed without output. */
+                probing = 1;
+            } else {
+                size_t ncap = cap > max / 2 ? max : cap * 2;
+                uint8_t *nbuf = realloc(buf, ncap);
+                if (!nbuf) {
+                    rc = pe_fail(ENOMEM, "out of memory for %zu bytes", ncap);
+                    goto cleanup;
+                }
+                buf = nbuf;
+                cap = ncap;
+            }
+        }
+        zs.next_in = (Bytef *)in;
+        zs.avail_in = in_len > UINT_MAX ? UINT_MAX : (uInt)in_len;
+        if (probing) {
+            zs.next_out = &probe;
+            zs.avail_out = 1;
+        } else {
+            zs.next_out = buf + used;
+            zs.avail_out = cap - used > UINT_MAX ? UINT_MAX : (uInt)(cap - used);
+        }
+        uInt in_before = zs.avail_in, out_before = zs.avail_out;
+        int zrc = inflate(&zs, Z_NO_FLUSH);
+        size_t consumed = in_before - zs.avail_in;
+        size_t produced = out_before - zs.avail_out;
+        in += consumed;
+        in_len -= consumed;
+        if (probing && produced) {
+            rc = pe_fail(PE_ETOOBIG, "gzip data inflates beyond the %zu-byte limit",
+                         max);
+            goto cleanup;
+        }
+        if (!probing) used += produced;
+
+        switch (zrc) {
+        case Z_STREAM_END:
+            in_member = 0;
+            padding = 0;
+            continue;
+        case Z_OK:
+        case Z_BUF_ERROR:
+            /* Output still pending inside zlib drains on the next call; no
+             * progress with the input exhausted means it was cut short. */
+            if (eof && in_len == 0 && consumed == 0 && produced == 0) {
+                rc = pe_fail(PE_EFORMAT, "truncated gzip data");
+                goto cleanup;
+            }
+            continue;
+        case Z_MEM_ERROR:
+            rc = pe_fail(ENOMEM, "out of memory in zlib");
+            goto cleanup;
+        default:
+            rc = pe_fail(PE_EFORMAT, "bad gzip data (%s)",
+                         zs.msg ? zs.msg : "zlib error");
+            goto cleanup;
+        }
+    }
+
+    if (used < cap) {
+        /* Give back the slack of the last doubling; keep the buffer if the
+         * allocator cannot shrink it. */
+        uint8_t *nbuf = realloc(buf, used ? used : 1);
+        if (nbuf) buf = nbuf;
+    }
+    *out = buf;
+    *out_len = used;
+    buf = NULL;
+
+cleanup:
+    free(buf);
+    if (zinit) inflateEnd(&zs);
+    return rc;
+}
+
+static int is_gzip(const uint8_t *p, size_t n) {
+    return n >= 2 && p[0] == 0x1f && p[1] == 0x8b;
+}
+
+int pe_gunzip_mem(const uint8_t *buf, size_t len, size_t max_bytes,
+                  uint8_t **out, size_t *out_len) {
+    PE_ASSERT(out && out_len);
+    PE_ASSERT(buf || len == 0);
+    if (max_bytes == 0) max_bytes = GZ_DEFAULT_MAX;
+    if (is_gzip(buf, len))
+        return gunzip_core(buf, len, pull_none, NULL, len, max_bytes, out,
+                           out_len);
+    if (len > max_bytes)
+        return pe_fail(PE_ETOOBIG, "%zu bytes, above the %zu-byte limit", len,
+                       max_bytes);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) return pe_fail(ENOMEM, "out of memory for %zu bytes", len);
+    if (len) memcpy(copy, buf, len);
+    *out = copy;
+    *out_len = len;
+    return 0;
+}
+
+/* Reads the rest of a plain file after its first head_len bytes, growing
+ * geometrically, never beyond max. */
+static int read_plain(int fd, const uint8_t *head, size_t head_len,
+                      size_t size_hint, size_t max, uint8_t **out,
+                      size_t *out_len) {
+    size_t cap = size_hint > head_len ? size_hint : head_len;
+    size_t used = head_len;
+    int rc = 0;
+    uint8_t *buf;
+
+    if (cap < GZ_MIN_START) cap = GZ_MIN_START;
+    if (cap > max) cap = max;
+    if (cap < head_len) cap = head_len; /* head_len <= max: checked */
+    buf = malloc(cap ? cap : 1);
+    if (!buf) return pe_fail(ENOMEM, "out of memory for %zu bytes", cap);
+    if (head_len) memcpy(buf, head, head_len);
+
+    for (;;) {
+        size_t got;
+        if (used == cap) {
+            if (cap == max) {
+                uint8_t probe;
+                rc = read_full(fd, &probe, 1, &got);
+                if (rc) {
+                    rc = pe_fail(rc, "read: %s", strerror(rc));
+                    goto cleanup;
+                }
+                if (got) {
+                    rc = pe_fail(PE_ETOOBIG, "longer than the %zu-byte limit",
+                                 max);
+                    goto cleanup;
+                }
+                break;
+            }
+            size_t ncap = cap > max / 2 ? max : cap * 2;
+            uint8_t *nbuf = realloc(buf, ncap);
+            if (!nbuf) {
+                rc = pe_fail(ENOMEM, "out of memory for %zu bytes", ncap);
+                goto cleanup;
+            }
+            buf = nbuf;
+            cap = ncap;
+        }
+        rc = read_full(fd, buf + used, cap - used, &got);
+        if (rc) {
+            rc = pe_fail(rc, "read: %s", strerror(rc));
+            goto cleanup;
+        }
+        used += got;
+        if (used < cap) break; /* end of file */
+    }
+    *out = buf;
+    *out_len = used;
+    buf = NULL;
+
+cleanup:
+    free(buf);
+    return rc;
+}
+
+int pe_read_file_maybe_gz(const char *path, size_t max_bytes, uint8_t **out,
+                          size_t *out_len) {
+    struct stat st;
+    uint8_t *chunk = NULL;
+    size_t head_len = 0, size_hint = 0;
+    int fd, rc = 0;
+
+    PE_ASSERT(path && out && out_len);
+    if (max_bytes == 0) max_bytes = GZ_DEFAULT_MAX;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = errno;
+        return pe_fail(rc, "%s: %s", path, strerror(rc));
+    }
+    if (fstat(fd, &st) != 0) {
+        rc = errno;
+        rc = pe_fail(rc, "%s: %s", path, strerror(rc));
+        goto cleanup;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = pe_fail(EISDIR, "%s: %s", path, strerror(EISDIR));
+        goto cleanup;
+    }
+    if (S_ISREG(st.st_mode) && st.st_size > 0)
+        size_hint = (uint64_t)st.st_size > SIZE_MAX ? SIZE_MAX : (size_t)st.st_size;
+
+    chunk = malloc(GZ_CHUNK);
+    if (!chunk) {
+        rc = pe_fail(ENOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    rc = read_full(fd, chunk, GZ_CHUNK, &head_len);
+    if (rc) {
+        rc = pe_fail(rc, "%s: read: %s", path, strerror(rc));
+        goto cleanup;
+    }
+
+    if (is_gzip(chunk, head_len)) {
+        fd_src src = {fd, chunk};
+        rc = gunzip_core(chunk, head_len, pull_fd, &src, size_hint, max_bytes,
+                         out, out_len);
+    } else if (size_hint > max_bytes || head_len > max_bytes) {
+        rc = pe_fail(PE_ETOOBIG, "%zu bytes, above the %zu-byte limit",
+                     size_hint > head_len ? size_hint : head_len, max_bytes);
+    } else {
+        rc = read_plain(fd, chunk, head_len, size_hint, max_bytes, out,
+                        out_len);
+    }
+    if (rc) pe_fail_prefix(rc, "%s", path);
+
+cleanup:
+    free(chunk);
+    close(fd);
+    return rc;
+}

@@ -1,0 +1,72 @@
+#!/bin/sh
+# Runs the test suites and prints one line per test and a closing
+# "N passed, N failed" line; exits nonzero when any test failed.
+#   tests/run.sh                 everything make test runs
+#   tests/run.sh unit|cli [DIR]  one suite against one build dir
+# Each unit test is a binary whose exit status is its verdict; each CLI test
+# is a shell script run with BIN (the programs' folder) and T (a fresh temp
+# folder) in its environment.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+pass=0
+fail=0
+failed=""
+
+run_one() { # name, command...
+    name=$1
+    shift
+    log=$(mktemp)
+    start=$(date +%s)
+    if "$@" >"$log" 2>&1; then
+        pass=$((pass + 1))
+        echo "PASS $name ($(( $(date +%s) - start ))s)"
+    else
+        fail=$((fail + 1))
+        failed="$failed $name"
+        echo "FAIL $name"
+        tail -n 40 "$log" | sed 's/^/    /'
+    fi
+    rm -f "$log"
+}
+
+unit() { # builddir
+    for t in "$1"/tests/test_*; do
+        [ -x "$t" ] || continue
+        run_one "unit:$(basename "$t")@$1" "$t"
+    done
+}
+
+cli() { # builddir
+    for t in tests/cli/*.sh; do
+        [ -f "$t" ] || continue
+        tmp=$(mktemp -d)
+        run_one "cli:$(basename "$t" .sh)@$1" env BIN="$PWD/$1/bin" T="$tmp" \
+            PE_STORE="$tmp/default.lmdb" sh "$t"
+        rm -rf "$tmp"
+    done
+}
+
+sanitizer_env() {
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=98
+    TSAN_OPTIONS=halt_on_error=1:exitcode=97
+    export ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
+}
+
+sanitizer_env
+case "${1:-all}" in
+unit) unit "${2:-build}" ;;
+cli) cli "${2:-build}" ;;
+all)
+    unit build
+    cli build
+    unit build-asan
+    cli build-asan
+    [ -x build-tsan/bin/pe-ingest ] && run_one "tsan:ingest" sh tests/tsan-ingest.sh build-tsan/bin
+    [ -f tests/fuzz/run.sh ] && run_one "fuzz" sh tests/fuzz/run.sh
+    ;;
+*) echo "usage: tests/run.sh [unit|cli [BUILDDIR]]" >&2; exit 2 ;;
+esac
+[ -n "$failed" ] && echo "failed:$failed"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
