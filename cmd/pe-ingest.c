@@ -4,6 +4,7 @@
  * after its record is committed. Options: docs/man/pe-ingest.1.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,9 @@ int main(int argc, char **argv) {
     if (o.from_store && optind < argc)
         return pe_cli_usage(prog, "--from-store takes no PATH arguments");
     o.progress = isatty(2) && !o.quiet;
+    /* A file-size limit (ulimit -f) must fail the write with EFBIG like a
+     * full disk, not kill the process between commits. */
+    signal(SIGXFSZ, SIG_IGN);
 
     pe_store *st;
     if ((rc = pe_store_open(&st, pe_store_path(store), PE_STORE_CREATE)))

@@ -21,7 +21,7 @@ static void usage(FILE *f) {
     fputs(
 "usage: pe-ls [options] [-]       keys on stdin (one KEY[\\t...] a line)\n"
 "       pe-ls --set NAME [--label L] [-]\n"
-"       pe-ls --sets | --stats\n"
+"       pe-ls --sets | --stats | --check\n"
 "Print KEY\\tLABEL per image; -l adds count, size and first source.\n"
 "\n"
 "  -S, --store PATH   store (default $PE_STORE, else ./pe.lmdb)\n"
@@ -32,6 +32,8 @@ static void usage(FILE *f) {
 "      --json         one JSON object a line with every detail\n"
 "      --sets         list sets: NAME DISTINCT TOTAL CLASSES\n"
 "      --stats        summarise the store\n"
+"      --check        verify the whole store (records, info, set entries,\n"
+"                     set counts; staging sets included); exit 1 on problems\n"
 "  -h, --help         this help\n"
 "      --version      print the version\n"
 "Exit: 0 ok, 1 error (unknown key, set or label; bad line), 2 usage.\n",
@@ -168,16 +170,29 @@ static int stats(pe_txn *txn, int json, const char *path) {
     return 0;
 }
 
-enum { O_LABEL = 256, O_JSON, O_SETS, O_STATS, O_VERSION };
+static int check(pe_txn *txn) {
+    pe_check_report r;
+    int rc = pe_store_check(txn, &r);
+    if (rc) return rc;
+    printf("images\t%" PRIu64 "\ninfos\t%" PRIu64 "\nset entries\t%" PRIu64
+           "\nsets\t%" PRIu64 "\nproblems\t%" PRIu64 "\n",
+           r.images, r.infos, r.entries, r.sets, r.problems);
+    if (r.problems)
+        return pe_fail(PE_ECORRUPT, "%" PRIu64 " problems; the first: %s", r.problems,
+                       pe_errmsg());
+    return 0;
+}
+
+enum { O_LABEL = 256, O_JSON, O_SETS, O_STATS, O_CHECK, O_VERSION };
 
 int main(int argc, char **argv) {
     static const struct option lo[] = {
         {"store", 1, 0, 'S'}, {"set", 1, 0, 's'}, {"label", 1, 0, O_LABEL},
         {"long", 0, 0, 'l'}, {"json", 0, 0, O_JSON}, {"sets", 0, 0, O_SETS},
-        {"stats", 0, 0, O_STATS}, {"help", 0, 0, 'h'},
+        {"stats", 0, 0, O_STATS}, {"check", 0, 0, O_CHECK}, {"help", 0, 0, 'h'},
         {"version", 0, 0, O_VERSION}, {0, 0, 0, 0}};
     const char *store = NULL, *label = NULL;
-    int c, rc, sets = 0, do_stats = 0;
+    int c, rc, sets = 0, do_stats = 0, do_check = 0;
     ls l = {0};
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":S:s:lh", lo, NULL)) != -1) {
@@ -189,6 +204,7 @@ int main(int argc, char **argv) {
         case O_JSON: l.json = 1; break;
         case O_SETS: sets = 1; break;
         case O_STATS: do_stats = 1; break;
+        case O_CHECK: do_check = 1; break;
         case 'h': usage(stdout); return PE_EXIT_OK;
         case O_VERSION: printf("pe-ls %s\n", PE_VERSION_STRING); return PE_EXIT_OK;
         case ':': return pe_cli_usage(prog, "option '%s' needs a value", argv[optind - 1]);
@@ -198,10 +214,10 @@ int main(int argc, char **argv) {
     int dash = optind < argc && !strcmp(argv[optind], "-");
     if (argc - optind > dash)
         return pe_cli_usage(prog, "unexpected argument '%s'", argv[optind + dash]);
-    if (dash && (sets || do_stats || label))
+    if (dash && (sets || do_stats || do_check || label))
         return pe_cli_usage(prog, "'-' (keys on stdin) goes with --set or alone");
-    if (sets + do_stats + (l.set || label) > 1)
-        return pe_cli_usage(prog, "--sets, --stats and --set exclude each other");
+    if (sets + do_stats + do_check + (l.set || label) > 1)
+        return pe_cli_usage(prog, "--sets, --stats, --check and --set exclude each other");
     if (label && !l.set) return pe_cli_usage(prog, "--label needs --set");
 
     pe_store *st;
@@ -213,6 +229,8 @@ int main(int argc, char **argv) {
         rc = pe_set_list(txn, 0, show_set, &l);
     } else if (do_stats) {
         rc = stats(txn, l.json, path);
+    } else if (do_check) {
+        rc = check(txn);
     } else {
         int32_t lid = PE_CLI_ANY_LABEL;
         if (l.set) {

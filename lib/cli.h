@@ -49,8 +49,6 @@ int pe_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* "WxH" (both >= 1, <= 65535). */
 int pe_parse_size(const char *s, uint32_t *w, uint32_t *h);
 
-#endif
-
 /* The images a program works on: the entries of `set` (all, or those with
  * label `label` when label != PE_CLI_ANY_LABEL), or, when set is NULL, the
  * key lines of `in` (named `in_name` in messages). For stdin keys with a
@@ -68,3 +66,5 @@ int pe_cli_each_key(pe_txn *txn, const char *set, int32_t label, FILE *in,
  * long scan renews) into malloc'd strings; free with pe_cli_free_classes. */
 int pe_cli_copy_classes(const pe_set_hdr *h, char ***out, uint32_t *n);
 void pe_cli_free_classes(char **v, uint32_t n);
+
+#endif

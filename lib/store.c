@@ -16,6 +16,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -410,7 +411,12 @@ int pe_txn_commit(pe_txn *x) {
         mdb_txn_abort(x->t);
     } else {
         rc = mdb_txn_commit(x->t);
-        if (rc) rc = mdb_fail(rc, "commit", x->st);
+        if (rc == EIO || rc == ENOSPC || rc == EFBIG || rc == EDQUOT)
+            rc = pe_fail(rc, "%s: commit failed: %s (is the disk full?); "
+                         "nothing of this transaction was written",
+                         x->st->path, strerror(rc));
+        else if (rc)
+            rc = mdb_fail(rc, "commit", x->st);
     }
     free(x->classes);
     free(x);
@@ -1518,5 +1524,155 @@ mfail:
 out:
     if (c) mdb_cursor_close(c);
     free(ks.slots);
+    return rc;
+}
+
+/* ---------- consistency check ---------- */
+typedef struct check_set {
+    uint32_t id;
+    uint64_t nd, nt, seen_d, seen_t;
+    char name[PE_SET_NAME_MAX + 64];
+} check_set;
+
+typedef struct check_ctx {
+    check_set *v;
+    size_t n, cap;
+} check_ctx;
+
+static int check_collect(void *ctx, const char *name, const pe_set_hdr *h) {
+    check_ctx *c = ctx;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        check_set *v = realloc(c->v, cap * sizeof *v);
+        if (!v) return ENOMEM;
+        c->v = v;
+        c->cap = cap;
+    }
+    check_set *s = &c->v[c->n++];
+    memset(s, 0, sizeof *s);
+    s->id = h->id;
+    s->nd = h->n_distinct;
+    s->nt = h->n_total;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return 0;
+}
+
+static void problem(pe_check_report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void problem(pe_check_report *r, const char *fmt, ...) {
+    if (r->problems++ == 0) {
+        char buf[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        pe_fail(PE_ECORRUPT, "%s", buf);
+    }
+}
+
+int pe_store_check(pe_txn *x, pe_check_report *r) {
+    check_ctx sets = {0};
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    char hx[PE_KEY_HEX + 1];
+    memset(r, 0, sizeof *r);
+    int rc = pe_set_list(x, 1, check_collect, &sets);
+    if (rc) goto out;
+    r->sets = sets.n;
+    /* images */
+    if ((rc = mdb_cursor_open(x->t, x->st->img, &c))) goto mfail;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        pe_key key;
+        r->images++;
+        if (k.mv_size != PE_KEY_LEN) {
+            problem(r, "img: a key of %zu bytes", k.mv_size);
+            continue;
+        }
+        memcpy(key.b, k.mv_data, PE_KEY_LEN);
+        pe_image im = {0};
+        int e = decode_img(&key, &v, &im);
+        if (e == ENOMEM) { rc = e; goto out; }
+        if (e) {
+            problem(r, "%s", pe_errmsg());
+            continue;
+        }
+        pe_key again;
+        pe_key_of_image(&im, &again);
+        pe_image_free(&im);
+        if (memcmp(&again, &key, sizeof key)) {
+            pe_key_to_hex(&key, hx);
+            problem(r, "image %s: pixels do not hash to their key", hx);
+        }
+    }
+    mdb_cursor_close(c);
+    c = NULL;
+    if (rc != MDB_NOTFOUND) goto mfail;
+    /* info */
+    if ((rc = mdb_cursor_open(x->t, x->st->info, &c))) goto mfail;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        pe_key key;
+        pe_info info;
+        r->infos++;
+        if (k.mv_size != PE_KEY_LEN) {
+            problem(r, "info: a key of %zu bytes", k.mv_size);
+            continue;
+        }
+        memcpy(key.b, k.mv_data, PE_KEY_LEN);
+        if (parse_info(&key, &v, &info)) problem(r, "%s", pe_errmsg());
+    }
+    mdb_cursor_close(c);
+    c = NULL;
+    if (rc != MDB_NOTFOUND) goto mfail;
+    /* set entries */
+    if ((rc = mdb_cursor_open(x->t, x->st->set, &c))) goto mfail;
+    check_set *cur = NULL;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        r->entries++;
+        if (k.mv_size != 4 + PE_KEY_LEN || v.mv_size != SET_VAL_LEN) {
+            problem(r, "set: an entry of %zu+%zu bytes", k.mv_size, v.mv_size);
+            continue;
+        }
+        const uint8_t *kb = k.mv_data;
+        uint32_t id = (uint32_t)kb[0] << 24 | (uint32_t)kb[1] << 16 |
+                      (uint32_t)kb[2] << 8 | kb[3];
+        if (!cur || cur->id != id) {
+            cur = NULL;
+            for (size_t i = 0; i < sets.n; i++)
+                if (sets.v[i].id == id) cur = &sets.v[i];
+        }
+        pe_key key;
+        memcpy(key.b, kb + 4, PE_KEY_LEN);
+        pe_key_to_hex(&key, hx);
+        if (!cur) {
+            problem(r, "set entry %s belongs to no set (id %u)", hx, id);
+            continue;
+        }
+        cur->seen_d++;
+        cur->seen_t += get32(v.mv_data);
+        MDB_val ik = {PE_KEY_LEN, key.b}, iv;
+        if (mdb_get(x->t, x->st->img, &ik, &iv))
+            problem(r, "set '%s': image %s has no record", cur->name, hx);
+        if (mdb_get(x->t, x->st->info, &ik, &iv))
+            problem(r, "set '%s': image %s has no info", cur->name, hx);
+    }
+    if (rc != MDB_NOTFOUND) goto mfail;
+    for (size_t i = 0; i < sets.n; i++) {
+        check_set *s = &sets.v[i];
+        if (s->nd != s->seen_d || s->nt != s->seen_t)
+            problem(r, "set '%s': header says %llu distinct / %llu total, entries "
+                    "hold %llu / %llu", s->name, (unsigned long long)s->nd,
+                    (unsigned long long)s->nt, (unsigned long long)s->seen_d,
+                    (unsigned long long)s->seen_t);
+    }
+    rc = 0;
+    goto out;
+mfail:
+    rc = mdb_fail(rc, "checking", x->st);
+out:
+    if (c) mdb_cursor_close(c);
+    free(sets.v);
     return rc;
 }

@@ -31,8 +31,6 @@
 #define PE_SOURCE_MAX 1024      /* bytes of a source string kept */
 #ifndef PE_LABEL_NONE
 #define PE_LABEL_NONE (-1)
-#endif
-
 typedef struct pe_store pe_store;
 typedef struct pe_txn pe_txn;
 
@@ -209,5 +207,19 @@ int pe_store_stats_get(pe_txn *txn, pe_store_stats *out);
 /* Garbage collection: deletes images (img+info) in no set. Writes the
  * number deleted to *n. Also removes staging sets of dead writers. */
 int pe_store_gc(pe_txn *txn, uint64_t *n);
+
+#endif
+
+/* Consistency check of the whole store (pe-ls --check): every image record
+ * parses and its length matches w*h*c (compressed ones inflate); every info
+ * record parses; every set entry's image exists with info; every set's
+ * header counts equal its entries; no entry belongs to an unknown set id.
+ * Problems are counted in *problems, and the first one's message is left
+ * in pe_errmsg(). Returns 0 (even with problems) or an error code when the
+ * store cannot be read at all. */
+typedef struct pe_check_report {
+    uint64_t images, infos, entries, sets, problems;
+} pe_check_report;
+int pe_store_check(pe_txn *txn, pe_check_report *r);
 
 #endif

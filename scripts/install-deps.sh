@@ -11,10 +11,10 @@ libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libtiff-dev
 liblmdb-dev lmdb-utils libxxhash-dev zlib1g-dev libdeflate-dev
 dataset-fashion-mnist
 clang libclang-rt-14-dev
-python3 python3-xxhash python3-pil python3-numpy"
+python3 python3-xxhash python3-pil python3-numpy python3-lmdb"
 
 if [ "${1:-}" = bench ]; then
-    pkgs="$pkgs python3-lmdb hyperfine"
+    pkgs="$pkgs hyperfine"
 fi
 
 missing=""
