@@ -46,7 +46,8 @@ static void usage(FILE *f) {
 "  -0, --null            paths on stdin are NUL-separated\n"
 "      --from-store PATH copy a set of another store (with --from-set)\n"
 "      --from-set NAME   the set to copy, with its labels and counts\n"
-"      --batch N         images per commit (default 512)\n"
+"      --batch N         images per commit (default 4096, at most 8192;\n"
+"                        a batch also commits at 64 MiB of pixels or 1 s)\n"
 "  -q, --quiet           no per-file messages (summary only)\n"
 "  -h, --help            this help\n"
 "      --version         print the version\n"
@@ -142,7 +143,7 @@ int main(int argc, char **argv) {
         case O_FROMSTORE: o.from_store = optarg; break;
         case O_FROMSET: o.from_set = optarg; break;
         case O_BATCH:
-            if (pe_parse_u64(optarg, 1, 1000000, &v))
+            if (pe_parse_u64(optarg, 1, 8192, &v))
                 return pe_cli_usage(prog, "--batch: %s", pe_errmsg());
             o.batch = (size_t)v;
             break;

@@ -14,7 +14,8 @@
  * Output: 8-bit, 1 channel for gray sources (gray, gray+alpha, 1/2/4/16-bit
  * gray), 3 channels for everything else (RGB, palette, CMYK/YCCK converted to
  * RGB, RGBA). Alpha is dropped, not composited (as Pillow's convert("RGB")).
- * 16-bit samples keep their high byte (as libpng's png_set_strip_16).
+ * 16-bit PNG and TIFF samples keep their high byte (as libpng's
+ * png_set_strip_16); PNM samples of any maxval scale to round(v*255/maxval).
  */
 #ifndef PE_CODEC_H
 #define PE_CODEC_H

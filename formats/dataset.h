@@ -92,9 +92,9 @@ int pe_tar_read_mem(const uint8_t *buf, size_t len, size_t max_member,
 int pe_tar_read(const char *path, size_t max_member, pe_entry_fn fn,
                 void *ctx);
 
-/* Guesses a dataset format from a path and its first bytes:
- * PE_FORMAT_IDX, PE_FORMAT_CIFAR, PE_FORMAT_STL10, or 0 (not a dataset
- * container: tar is recognised by pe_is_tar). */
+/* 1 when head (the first bytes of a file, at least 512 for certainty)
+ * starts a tar archive: "ustar" at offset 257, or a v7 header whose checksum
+ * is valid; 0 otherwise. */
 int pe_is_tar(const uint8_t *head, size_t len);
 
 #endif

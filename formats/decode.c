@@ -124,7 +124,8 @@ int pe_decode(const uint8_t *buf, size_t len, const pe_decode_opts *opts,
     if (!buf || len == 0) return pe_fail(PE_EFORMAT, "empty file");
 
     int rc;
-    switch (pe_sniff(buf, len)) {
+    pe_format fmt = pe_sniff(buf, len);
+    switch (fmt) {
     case PE_FORMAT_JPEG: rc = pe_decode_jpeg(buf, len, opts, out, info); break;
     case PE_FORMAT_PNG: rc = pe_decode_png(buf, len, opts, out, info); break;
     case PE_FORMAT_TIFF: rc = pe_decode_tiff(buf, len, opts, out, info); break;
@@ -142,6 +143,9 @@ int pe_decode(const uint8_t *buf, size_t len, const pe_decode_opts *opts,
         return pe_fail(PE_EFORMAT, "not a recognised image format");
     }
     }
+    /* Even on failure the caller learns what the file claimed to be
+     * ("png: CRC error" reads better than "unknown: CRC error"). */
+    if (info) info->format = fmt;
     if (rc != 0) {
         /* The decoders promise this already; a second line of defence
          * costs nothing and keeps the contract whatever they do. */

@@ -142,7 +142,7 @@ static int gunzip_core(const uint8_t *in, size_t in_len, gz_pull_fn pull,
         uint8_t probe;
         int probing = 0;
         if (used == cap) {
-            if (0) {
+            if (cap == max) {
                 /* Full at the limit: one more byte of output means the
                  * data is bigger than allowed; header, trailer and empty
                  * blocks may still be consumed without output. */
@@ -171,8 +171,10 @@ static int gunzip_core(const uint8_t *in, size_t in_len, gz_pull_fn pull,
         int zrc = inflate(&zs, Z_NO_FLUSH);
         size_t consumed = in_before - zs.avail_in;
         size_t produced = out_before - zs.avail_out;
-        in += consumed;
-        in_len -= consumed;
+        if (consumed) { /* in may be NULL once the input is spent */
+            in += consumed;
+            in_len -= consumed;
+        }
         if (probing && produced) {
             rc = pe_fail(PE_ETOOBIG, "gzip data inflates beyond the %zu-byte limit",
                          max);

@@ -138,12 +138,15 @@ static int read_raw(pnm_reader *r, pe_image *im, int bits, uint32_t maxval,
             for (uint32_t x = 0; x < im->w; x++)
                 dst[x] = (src[x >> 3] >> (7 - (x & 7)) & 1) ? 0 : 255;
             src += ((size_t)im->w + 7) / 8;
+        } else if (maxval == 255) {
+            memcpy(dst, src, row);
+            src += row;
         } else if (maxval < 256) {
             for (size_t i = 0; i < row; i++) {
                 if (src[i] > maxval)
                     return pe_fail(PE_EFORMAT, "pnm: sample %u exceeds maxval %u at row %u",
                                    src[i], maxval, y);
-                dst[i] = maxval == 255 ? src[i] : scale8(src[i], maxval);
+                dst[i] = scale8(src[i], maxval);
             }
             src += row;
         } else {
@@ -221,12 +224,13 @@ int pe_decode_pnm(const uint8_t *buf, size_t len, const pe_decode_opts *opts,
         if (!pnm_space(buf[r.pos]))
             return pe_fail(PE_EFORMAT, "pnm: no whitespace after the header");
         r.pos++;
-        size_t row = is_bits ? ((size_t)w + 7) / 8
-                             : (size_t)w * c * (maxval < 256 ? 1 : 2);
-        /* w, h < 2^31 and w*h <= max_pixels, so row * h only overflows on
-         * 32-bit hosts: check anyway. */
-        if (h > SIZE_MAX / row) return pe_fail(PE_ETOOBIG, "pnm: raster size overflows");
-        size_t need = row * h;
+        /* Under 2^34 in 64 bits; row * h can still overflow size_t when a
+         * caller raises max_pixels, or on a 32-bit host. */
+        uint64_t row = is_bits ? ((uint64_t)w + 7) / 8
+                               : (uint64_t)w * c * (maxval < 256 ? 1 : 2);
+        if (row > SIZE_MAX || h > SIZE_MAX / row)
+            return pe_fail(PE_ETOOBIG, "pnm: raster size overflows");
+        size_t need = (size_t)row * h;
         if (r.len - r.pos < need)
             return pe_fail(PE_EFORMAT, "pnm: truncated (raster needs %zu bytes, %zu present)",
                            need, r.len - r.pos);

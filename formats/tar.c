@@ -171,7 +171,7 @@ static int src_fetch(tar_src *s, size_t n, uint8_t **buf, size_t *cap,
     if (s->kind == SRC_MEM) {
         size_t left = s->mem_len - s->mem_pos;
         *got = n < left ? n : left;
-        *p = s->mem + s->mem_pos;
+        *p = *got ? s->mem + s->mem_pos : NULL; /* mem is NULL when empty */
         s->mem_pos += *got;
         s->offset += *got;
         return 0;
@@ -414,8 +414,10 @@ static int tar_parse(tar_src *s, const char *what, size_t max_member,
             }
             rc = src_fetch(s, (size_t)size, &buf, &buf_cap, buf_limit, &d, &got);
             if (rc) goto fail_io;
+            skipped = 0;
             if (got == size) rc = src_skip(s, pad_of(size), &skipped);
             if (rc) goto fail_io;
+            if (size == 0) d = empty; /* a memory view of nothing is NULL */
             if (got < size || skipped < pad_of(size)) {
                 rc = pe_fail(PE_EFORMAT,
                              "%s: truncated archive in the header at byte %llu",

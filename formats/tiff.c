@@ -9,13 +9,15 @@
  *  - the direct reader decodes strips or tiles itself (TIFFReadEncodedStrip,
  *    TIFFReadTile) for the common layouts: gray (1/2/4/8/16 bits,
  *    MINISWHITE inverted), palette (1/2/4/8 bits), RGB (8/16 bits), contig
- *    or separate planes, any codec libtiff has. It keeps a 16-bit sample's
- *    high byte and drops alpha without touching the colour samples, as
- *    codec.h promises and as Pillow does; libtiff's RGBA reader would round
- *    16-bit samples ((v + 128) / 257) and premultiply unassociated alpha.
- *  - everything else (YCbCr, JPEG-in-TIFF with YCbCr, CMYK, CIE L*a*b*,
- *    old-style JPEG) goes through libtiff's RGBA reader (TIFFRGBAImageGet),
- *    one strip or tile row band at a time.
+ *    or separate planes, and contig CMYK (8/16 bits), with any codec libtiff
+ *    has. It keeps a 16-bit sample's high byte, drops alpha without touching
+ *    the colour samples and converts CMYK with Pillow's formula, as codec.h
+ *    promises and as Pillow does (formats/jpeg.c uses the same CMYK rule);
+ *    libtiff's RGBA reader would round 16-bit samples ((v + 128) / 257),
+ *    premultiply unassociated alpha and truncate in its CMYK conversion.
+ *  - everything else (YCbCr, JPEG-in-TIFF with YCbCr, separate-plane CMYK,
+ *    CIE L*a*b*, old-style JPEG) goes through libtiff's RGBA reader
+ *    (TIFFRGBAImageGet), one strip or tile row band at a time.
  *
  * libtiff's default error and warning handlers are process-global and print
  * to stderr; here every open installs its own (TIFFOpenOptions, libtiff >=
@@ -167,6 +169,7 @@ typedef struct direct_fmt {
     uint32_t bps;       /* 1, 2, 4, 8 or 16 */
     uint32_t c;         /* output channels: 1 or 3 */
     int palette;        /* sample is an index into pal */
+    int cmyk;           /* samples are C, M, Y, K (contig only) */
     int invert;         /* MINISWHITE */
     uint8_t lut[256];   /* bps <= 8: sample -> 8-bit gray (inversion included) */
     uint8_t pal[256][3];/* palette, 8-bit */
@@ -177,7 +180,19 @@ typedef struct direct_fmt {
  * all three channels come from the one index (ch is ignored). */
 static void put_row(const direct_fmt *f, const uint8_t *row, uint32_t n,
                     uint32_t sstride, uint32_t soff, uint8_t *dst, uint32_t ch) {
-    if (f->palette) {
+    if (f->cmyk) {
+        /* Pillow's cmyk2rgb: R = (255 - K) - C * (255 - K) / 255, with its
+         * rounding MULDIV255; all three channels at once (ch ignored). */
+        uint32_t shift = f->bps == 16 ? 8 : 0;
+        for (uint32_t x = 0; x < n; x++) {
+            size_t i = (size_t)x * sstride;
+            uint32_t nk = 255 - (sample_at(row, i + 3, f->bps) >> shift);
+            for (uint32_t k = 0; k < 3; k++) {
+                uint32_t t = (sample_at(row, i + k, f->bps) >> shift) * nk + 128;
+                dst[3 * (size_t)x + k] = (uint8_t)(nk - (((t >> 8) + t) >> 8));
+            }
+        }
+    } else if (f->palette) {
         for (uint32_t x = 0; x < n; x++) {
             uint32_t idx = sample_at(row, (size_t)x * sstride + soff, f->bps);
             memcpy(dst + 3 * (size_t)x, f->pal[idx], 3);
@@ -229,17 +244,22 @@ static int read_direct(TIFF *tif, tiff_src *src, const direct_fmt *f,
     chunk = malloc((size_t)chunk_size);
     if (!chunk) return pe_fail(ENOMEM, "tiff: cannot allocate %lld bytes", (long long)chunk_size);
 
-    /* A palette or gray image reads one plane; separate RGB reads three. */
-    uint32_t nplanes = separate ? f->c : 1;
-    if (f->palette) nplanes = 1;
-    for (uint32_t y0 = 0; y0 < im->h; y0 += ch) {
+    /* 8-bit gray or RGB without extra samples is already in pe's layout. */
+    int copy_rows = f->bps == 8 && !f->palette && !f->cmyk && !f->invert &&
+                    sstride == f->c;
+    /* A palette or gray image reads one plane; separate RGB reads three
+     * (CMYK is contig only, see direct_setup). */
+    uint32_t nplanes = separate && !f->palette ? f->c : 1;
+    /* Steps of rows and cols (not ch, cw) so that y0 and x0 never wrap. */
+    uint32_t rows, cols;
+    for (uint32_t y0 = 0; y0 < im->h; y0 += rows) {
         if (deadline_passed(opts)) {
             rc = pe_fail(PE_ETIMEOUT, "tiff: decode deadline passed at row %u", y0);
             goto done;
         }
-        uint32_t rows = im->h - y0 < ch ? im->h - y0 : ch;
-        for (uint32_t x0 = 0; x0 < im->w; x0 += cw) {
-            uint32_t cols = im->w - x0 < cw ? im->w - x0 : cw;
+        rows = im->h - y0 < ch ? im->h - y0 : ch;
+        for (uint32_t x0 = 0; x0 < im->w; x0 += cols) {
+            cols = im->w - x0 < cw ? im->w - x0 : cw;
             for (uint32_t p = 0; p < nplanes; p++) {
                 tmsize_t got, want = (tmsize_t)rows * row_size;
                 if (tiled) {
@@ -256,7 +276,9 @@ static int read_direct(TIFF *tif, tiff_src *src, const direct_fmt *f,
                 for (uint32_t r = 0; r < rows; r++) {
                     const uint8_t *srow = chunk + (size_t)r * (size_t)row_size;
                     uint8_t *drow = im->px + ((size_t)(y0 + r) * im->w + x0) * im->c;
-                    if (separate || f->palette) {
+                    if (copy_rows) {
+                        memcpy(drow, srow, (size_t)cols * f->c);
+                    } else if (separate || f->palette || f->cmyk) {
                         put_row(f, srow, cols, sstride, 0, drow, p);
                     } else {
                         for (uint32_t k = 0; k < f->c; k++)
@@ -307,7 +329,8 @@ static int read_rgba(TIFF *tif, tiff_src *src, uint64_t mem_cap,
         rc = pe_fail(ENOMEM, "tiff: cannot allocate %llu bytes", (unsigned long long)bytes);
         goto done;
     }
-    for (uint32_t y0 = 0; y0 < im->h; y0 += band) {
+    uint32_t rows;
+    for (uint32_t y0 = 0; y0 < im->h; y0 += rows) {
         if (deadline_passed(opts)) {
             rc = pe_fail(PE_ETIMEOUT, "tiff: decode deadline passed at row %u", y0);
             goto done;
@@ -316,7 +339,7 @@ static int read_rgba(TIFF *tif, tiff_src *src, uint64_t mem_cap,
             rc = pe_fail(PE_EUNSUPPORTED, "tiff: image taller than %d rows", INT_MAX);
             goto done;
         }
-        uint32_t rows = im->h - y0 < band ? im->h - y0 : band;
+        rows = im->h - y0 < band ? im->h - y0 : band;
         img.row_offset = (int)y0;
         img.col_offset = 0;
         if (!TIFFRGBAImageGet(&img, raster, im->w, rows)) {
@@ -346,7 +369,7 @@ done:
 /* Fills f for the direct reader, or returns 0 when the layout is not one
  * it handles. */
 static int direct_setup(TIFF *tif, uint16_t photometric, uint16_t bps,
-                        uint16_t spp, direct_fmt *f) {
+                        uint16_t spp, int separate, direct_fmt *f) {
     memset(f, 0, sizeof *f);
     f->bps = bps;
     int gray = photometric == PHOTOMETRIC_MINISBLACK || photometric == PHOTOMETRIC_MINISWHITE;
@@ -357,6 +380,14 @@ static int direct_setup(TIFF *tif, uint16_t photometric, uint16_t bps,
     } else if (photometric == PHOTOMETRIC_RGB) {
         if ((bps != 8 && bps != 16) || spp < 3) return 0;
         f->c = 3;
+    } else if (photometric == PHOTOMETRIC_SEPARATED) {
+        uint16_t inkset = INKSET_CMYK;
+        TIFFGetFieldDefaulted(tif, TIFFTAG_INKSET, &inkset);
+        if (inkset != INKSET_CMYK || (bps != 8 && bps != 16) || spp < 4 || separate)
+            return 0;
+        f->c = 3;
+        f->cmyk = 1;
+        return 1;
     } else if (photometric == PHOTOMETRIC_PALETTE) {
         if (bps != 1 && bps != 2 && bps != 4 && bps != 8) return 0;
         uint16_t *r, *g, *b;
@@ -467,28 +498,20 @@ int pe_decode_tiff(const uint8_t *buf, size_t len, const pe_decode_opts *opts,
         goto done;
     }
 
-    direct_fmt *f = malloc(sizeof *f);
-    if (!f) {
-        rc = pe_fail(ENOMEM, "tiff: out of memory");
-        goto done;
-    }
+    direct_fmt f;
     int separate = planar == PLANARCONFIG_SEPARATE && spp > 1;
     uint16_t compression = COMPRESSION_NONE;
     TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
     int direct = compression != COMPRESSION_OJPEG &&
-                 direct_setup(tif, photometric, bps, spp, f);
-    uint32_t c = direct ? f->c
+                 direct_setup(tif, photometric, bps, spp, separate, &f);
+    uint32_t c = direct ? f.c
                  : (photometric == PHOTOMETRIC_MINISBLACK ||
                     photometric == PHOTOMETRIC_MINISWHITE) ? 1 : 3;
-    if ((rc = pe_image_alloc(&im, w, h, c))) {
-        free(f);
-        goto done;
-    }
+    if ((rc = pe_image_alloc(&im, w, h, c))) goto done;
     if (direct)
-        rc = read_direct(tif, &src, f, spp, separate, mem_cap, opts, &im);
+        rc = read_direct(tif, &src, &f, spp, separate, mem_cap, opts, &im);
     else
         rc = read_rgba(tif, &src, mem_cap, opts, &im);
-    free(f);
     if (rc) goto done;
     if (deadline_passed(opts)) {
         rc = pe_fail(PE_ETIMEOUT, "tiff: decode deadline passed");

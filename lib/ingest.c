@@ -30,7 +30,7 @@
 #include "escape.h"
 #include "pe.h"
 
-#define RING 1024
+#define RING 16384
 #define INFLIGHT_BYTES (512u << 20) /* decoded pixels held ahead of the writer */
 
 enum { R_FORMAT, R_CORRUPT, R_TOOBIG, R_TIMEOUT, R_UNSUPPORTED, R_NOTFILE,
@@ -489,7 +489,9 @@ static int commit_batch(ingest *g, uint64_t first, uint64_t end) {
  * shows its keys). */
 static void *writer(void *arg) {
     ingest *g = arg;
-    size_t batch_max = g->o->batch ? g->o->batch : 512;
+    /* A batch must fit in the ring with room for the workers ahead. */
+    size_t batch_max = g->o->batch ? g->o->batch : 4096;
+    if (batch_max > RING / 2) batch_max = RING / 2;
     uint64_t first = 0;
     size_t batch_bytes = 0;
     double t_first = 0;

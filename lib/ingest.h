@@ -44,7 +44,7 @@ typedef struct pe_ingest_opts {
     int threads;              /* 0 = online CPUs */
     int follow;               /* follow symlinks (loop-checked) */
     int stdin_nul;            /* paths on stdin separated by NUL */
-    size_t batch;             /* images per commit; 0 = 512 */
+    size_t batch;             /* images per commit; 0 = 4096 (max RING/2) */
     const char *from_store;   /* --from-store PATH */
     const char *from_set;     /* with from_store: copy this set only */
     int progress;             /* progress line on stderr */
