@@ -7,6 +7,7 @@ fm=/usr/share/datasets/fashion-mnist
 [ -f $fm/train-images-idx3-ubyte.gz ] || { echo "skip: dataset-fashion-mnist not installed"; exit 0; }
 export PE_STORE="$T/s.lmdb"
 # small batches so that the kill lands between many commits
+: > keys
 pe-ingest --set fm --batch 64 $fm/train-images-idx3-ubyte.gz > keys 2>err &
 pid=$!
 i=0
