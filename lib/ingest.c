@@ -349,6 +349,7 @@ static void process(ingest *g, slot *s) {
 
 static void *worker(void *arg) {
     ingest *g = arg;
+    pthread_setname_np(pthread_self(), "pe-decode");
     pthread_mutex_lock(&g->mu);
     for (;;) {
         slot *s = NULL;
@@ -444,13 +445,28 @@ static void progress(ingest *g, int force) {
 
 /* Stores slots [first, end) in one transaction; grows the map and replays
  * on MAP_FULL. Collisions reject the image, not the batch. */
+static int cmp_slot_key(const void *a, const void *b) {
+    const slot *x = *(slot *const *)a, *y = *(slot *const *)b;
+    int c = memcmp(x->key.b, y->key.b, PE_KEY_LEN);
+    /* equal keys keep input order, so the first occurrence is "stored" */
+    return c ? c : (x < y ? -1 : x > y);
+}
+
 static int commit_batch(ingest *g, uint64_t first, uint64_t end) {
+    /* Keys are hashes, so input order scatters the writes over the whole
+     * B-tree; putting a batch in key order touches each page once. */
+    size_t n = 0;
+    slot **order = malloc((size_t)(end - first) * sizeof *order);
+    if (!order) return ENOMEM;
+    for (uint64_t q = first; q < end; q++)
+        if (!g->ring[q % RING].rc) order[n++] = &g->ring[q % RING];
+    qsort(order, n, sizeof *order, cmp_slot_key);
+    int rc = 0;
     for (int attempt = 0;; attempt++) {
         pe_txn *txn;
-        int rc = pe_txn_begin(g->st, 1, &txn);
-        if (rc) return rc;
-        for (uint64_t q = first; q < end && !rc; q++) {
-            slot *s = &g->ring[q % RING];
+        if ((rc = pe_txn_begin(g->st, 1, &txn))) break;
+        for (size_t i = 0; i < n && !rc; i++) {
+            slot *s = order[i];
             if (s->rc) continue;
             rc = store_one(g, txn, s);
             if (rc == PE_ECOLLISION) {
@@ -467,21 +483,21 @@ static int commit_batch(ingest *g, uint64_t first, uint64_t end) {
         }
         if (rc == PE_ETOOBIG && attempt < 40) {
             pe_txn_abort(txn);
-            if ((rc = pe_store_grow(g->st))) return rc;
-            for (uint64_t q = first; q < end; q++) {
-                slot *s = &g->ring[q % RING];
-                if (s->rc == PE_ECOLLISION) s->rc = 0; /* re-checked in replay */
-            }
+            if ((rc = pe_store_grow(g->st))) break;
+            for (size_t i = 0; i < n; i++)
+                if (order[i]->rc == PE_ECOLLISION) order[i]->rc = 0; /* replayed */
             continue;
         }
         if (rc) {
             pe_txn_abort(txn);
-            return rc;
+            break;
         }
-        if ((rc = pe_txn_commit(txn))) return rc;
+        if ((rc = pe_txn_commit(txn))) break;
         g->classes_changed = 0;
-        return 0;
+        break;
     }
+    free(order);
+    return rc;
 }
 
 /* Commits when the batch is full (count or 64 MiB of pixels), when input
@@ -489,6 +505,7 @@ static int commit_batch(ingest *g, uint64_t first, uint64_t end) {
  * shows its keys). */
 static void *writer(void *arg) {
     ingest *g = arg;
+    pthread_setname_np(pthread_self(), "pe-writer");
     /* A batch must fit in the ring with room for the workers ahead. */
     size_t batch_max = g->o->batch ? g->o->batch : 4096;
     if (batch_max > RING / 2) batch_max = RING / 2;

@@ -628,7 +628,7 @@ int pe_img_exists(pe_txn *x, const pe_key *key) {
     return 1;
 }
 
-static int info_add(pe_txn *x, const pe_key *key, const pe_prov *p);
+static int info_add(pe_txn *x, const pe_key *key, const pe_prov *p, int is_new);
 
 int pe_img_put(pe_txn *x, const pe_image *im, int encoding,
                const pe_prov *prov, pe_key *key_out, int *existed) {
@@ -644,7 +644,24 @@ int pe_img_put(pe_txn *x, const pe_image *im, int encoding,
     if (key_out) *key_out = key;
     MDB_val k = {PE_KEY_LEN, key.b}, v;
     size_t n = pe_image_size(im);
-    rc = mdb_get(x->t, x->st->img, &k, &v);
+    uint8_t hdr[IMG_HDR_LEN] = {'P', 1, (uint8_t)encoding, (uint8_t)im->c};
+    put32(hdr + 4, im->w);
+    put32(hdr + 8, im->h);
+    if (encoding == PE_ENC_RAW) {
+        /* One B-tree descent: a no-overwrite put either reserves the new
+         * record or hands back the existing one to compare. */
+        v.mv_size = IMG_HDR_LEN + n;
+        rc = mdb_put(x->t, x->st->img, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+        if (rc == 0) {
+            memcpy(v.mv_data, hdr, IMG_HDR_LEN);
+            memcpy((uint8_t *)v.mv_data + IMG_HDR_LEN, im->px, n);
+            return prov ? info_add(x, &key, prov, 1) : 0;
+        }
+        if (rc != MDB_KEYEXIST) return mdb_fail(rc, "storing an image", x->st);
+        rc = 0; /* v is the stored record */
+    } else {
+        rc = mdb_get(x->t, x->st->img, &k, &v);
+    }
     if (rc == 0) {
         pe_img_hdr h;
         int same;
@@ -666,9 +683,6 @@ int pe_img_put(pe_txn *x, const pe_image *im, int encoding,
         }
         *existed = 1;
     } else if (rc == MDB_NOTFOUND) {
-        uint8_t hdr[IMG_HDR_LEN] = {'P', 1, (uint8_t)encoding, (uint8_t)im->c};
-        put32(hdr + 4, im->w);
-        put32(hdr + 8, im->h);
         if (encoding == PE_ENC_DEFLATE) {
             uint8_t *res = malloc(n);
             struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
@@ -692,19 +706,13 @@ int pe_img_put(pe_txn *x, const pe_image *im, int encoding,
             rc = mdb_put(x->t, x->st->img, &k, &v, MDB_NOOVERWRITE);
             free(buf);
             if (rc) return mdb_fail(rc, "storing an image", x->st);
-        } else if (encoding == PE_ENC_RAW) {
-            v.mv_size = IMG_HDR_LEN + n;
-            rc = mdb_put(x->t, x->st->img, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
-            if (rc) return mdb_fail(rc, "storing an image", x->st);
-            memcpy(v.mv_data, hdr, IMG_HDR_LEN);
-            memcpy((uint8_t *)v.mv_data + IMG_HDR_LEN, im->px, n);
         } else {
             return pe_fail(PE_EUSAGE, "unknown pixel encoding %d", encoding);
         }
     } else {
         return mdb_fail(rc, "reading an image", x->st);
     }
-    if (prov) return info_add(x, &key, prov);
+    if (prov) return info_add(x, &key, prov, !*existed);
     return 0;
 }
 
@@ -769,10 +777,13 @@ static size_t clip_len(const char *s, size_t max) {
     return n;
 }
 
-static int info_add(pe_txn *x, const pe_key *key, const pe_prov *p) {
+/* is_new: the image was just stored, so no info can exist (saves a
+ * lookup; a leftover record would still be found by the no-overwrite put
+ * failing, and is then merged). */
+static int info_add(pe_txn *x, const pe_key *key, const pe_prov *p, int is_new) {
     MDB_val k = {PE_KEY_LEN, (void *)key->b}, v;
     pe_info old;
-    int rc = mdb_get(x->t, x->st->info, &k, &v);
+    int rc = is_new ? MDB_NOTFOUND : mdb_get(x->t, x->st->info, &k, &v);
     size_t sl = clip_len(p->src, PE_SOURCE_MAX), ol = clip_len(p->ops, PE_SOURCE_MAX);
     if (rc == MDB_NOTFOUND) {
         memset(&old, 0, sizeof old);
@@ -813,8 +824,9 @@ static int info_add(pe_txn *x, const pe_key *key, const pe_prov *p) {
         e[sl + 1 + ol] = 0;
     }
     MDB_val nv = {len, buf};
-    rc = mdb_put(x->t, x->st->info, &k, &nv, 0);
+    rc = mdb_put(x->t, x->st->info, &k, &nv, v.mv_size ? 0 : MDB_NOOVERWRITE);
     free(buf);
+    if (rc == MDB_KEYEXIST) return info_add(x, key, p, 0);
     if (rc) return mdb_fail(rc, "writing info", x->st);
     return 0;
 }
@@ -1104,8 +1116,21 @@ int pe_set_add(pe_txn *x, const char *set, const pe_key *key, uint32_t count,
     uint8_t kb[4 + PE_KEY_LEN], vb[SET_VAL_LEN];
     entry_key(kb, c->id, key);
     MDB_val k = {sizeof kb, kb}, v;
-    rc = mdb_get(x->t, x->st->set, &k, &v);
     uint64_t cnt = count;
+    /* Most adds are new entries: try a no-overwrite put first (one B-tree
+     * descent); on a hit it hands back the entry to update. */
+    put32(vb, count);
+    put32(vb + 4, (uint32_t)label);
+    v.mv_size = sizeof vb;
+    v.mv_data = vb;
+    rc = mdb_put(x->t, x->st->set, &k, &v, MDB_NOOVERWRITE);
+    if (rc == 0) {
+        c->n_distinct++;
+        c->n_total += count;
+        c->dirty = 1;
+        return 0;
+    }
+    if (rc == MDB_KEYEXIST) rc = 0;
     if (rc == 0) {
         if (v.mv_size != SET_VAL_LEN)
             return pe_fail(PE_ECORRUPT, "set '%s': malformed entry", set);
@@ -1121,10 +1146,8 @@ int pe_set_add(pe_txn *x, const char *set, const pe_key *key, uint32_t count,
         cnt += get32(v.mv_data);
         if (cnt > UINT32_MAX)
             return pe_fail(PE_ETOOBIG, "set '%s': count over 2^32", set);
-    } else if (rc == MDB_NOTFOUND) {
-        c->n_distinct++;
     } else {
-        return mdb_fail(rc, "reading a set", x->st);
+        return mdb_fail(rc, "writing a set entry", x->st);
     }
     put32(vb, (uint32_t)cnt);
     put32(vb + 4, (uint32_t)label);

@@ -17,6 +17,8 @@ HAVE_CLANG := $(shell command -v $(CLANG) 2>/dev/null)
 FUZZ_CPPFLAGS := -D_GNU_SOURCE -Ilib -Iformats
 FUZZ_CFLAGS := -g -O1 -std=c11 -fno-omit-frame-pointer \
     -fno-sanitize-recover=undefined
+# Warnings for the targets only: the library's own flags are the Makefile's.
+FUZZ_WARN := -Wall -Wextra -Werror
 FUZZ_SAN := address,undefined
 FUZZ_LDLIBS := -llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm
 
@@ -43,5 +45,5 @@ $(FB)/libpe-fuzz.a: $(FUZZ_LIB_OBJ)
 
 $(FB)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FB)/libpe-fuzz.a $(FUZZ_HDRS)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) $< $(FB)/libpe-fuzz.a $(FUZZ_LDLIBS) -o $@
+	$(CLANG) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) $(FUZZ_WARN) -fsanitize=fuzzer,$(FUZZ_SAN) $< $(FB)/libpe-fuzz.a $(FUZZ_LDLIBS) -o $@
 endif
