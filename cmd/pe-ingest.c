@@ -44,8 +44,8 @@ static void usage(FILE *f) {
 "  -j, --threads N       decoding threads (default: online CPUs)\n"
 "      --follow          follow symbolic links (loops detected)\n"
 "  -0, --null            paths on stdin are NUL-separated\n"
-"      --from-store PATH copy a set of another store (with --from-set)\n"
-"      --from-set NAME   the set to copy, with its labels and counts\n"
+"      --from-store PATH copy every image of another store (merge stores)\n"
+"      --from-set NAME   copy only this set of it, with labels and counts\n"
 "      --batch N         images per commit (default 4096, at most 8192;\n"
 "                        a batch also commits at 64 MiB of pixels or 1 s)\n"
 "  -q, --quiet           no per-file messages (summary only)\n"
@@ -158,7 +158,6 @@ int main(int argc, char **argv) {
         return pe_cli_usage(prog, "--size and --max-side exclude each other");
     if (o.append && !o.set) return pe_cli_usage(prog, "--append needs --set");
     if (o.from_set && !o.from_store) return pe_cli_usage(prog, "--from-set needs --from-store");
-    if (o.from_store && !o.from_set) return pe_cli_usage(prog, "--from-store needs --from-set NAME");
     if (o.from_store && optind < argc)
         return pe_cli_usage(prog, "--from-store takes no PATH arguments");
     o.progress = isatty(2) && !o.quiet;

@@ -992,6 +992,22 @@ static int from_stdin(ingest *g) {
     return rc;
 }
 
+/* --from-store without --from-set: every image of the other store, once,
+ * with the fixed label or unlabeled. */
+static int copy_image(void *ctx, pe_txn *t, const pe_key *key) {
+    ingest *g = ctx;
+    pe_image im = {0};
+    int32_t fixed;
+    int rc = fixed_label(g, &fixed);
+    if (rc || (rc = pe_img_get(t, key, &im))) return rc;
+    char hx[PE_KEY_HEX + 1];
+    pe_key_to_hex(key, hx);
+    sample_ctx m = {g, g->o->from_store, PE_FORMAT_STORE, fixed == -2 ? PE_LABEL_NONE : fixed, hx};
+    rc = on_sample(&m, 0, &im, PE_LABEL_NONE);
+    pe_image_free(&im);
+    return rc;
+}
+
 static int from_store(ingest *g) {
     pe_store *src;
     pe_txn *t = NULL;
@@ -1043,8 +1059,7 @@ static int from_store(ingest *g) {
             if (rc) goto out;
         }
     } else {
-        /* every image, unlabeled */
-        rc = pe_fail(PE_EUSAGE, "--from-store needs --from-set NAME");
+        rc = pe_img_each(t, copy_image, g);
     }
 out:
     pe_set_iter_close(it);

@@ -725,6 +725,24 @@ int pe_img_del(pe_txn *x, const pe_key *key) {
     return 0;
 }
 
+int pe_img_each(pe_txn *x, pe_img_fn fn, void *ctx) {
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(x->t, x->st->img, &c);
+    if (rc) return mdb_fail(rc, "listing images", x->st);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        pe_key key;
+        if (k.mv_size != PE_KEY_LEN) continue;
+        memcpy(key.b, k.mv_data, PE_KEY_LEN);
+        if ((rc = fn(ctx, x, &key))) break;
+    }
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc < -30000 && rc > -31000) return mdb_fail(rc, "listing images", x->st);
+    return rc;
+}
+
 /* ---------- info ---------- */
 static int parse_info(const pe_key *key, const MDB_val *v, pe_info *out) {
     const uint8_t *p = v->mv_data, *end = p + v->mv_size;

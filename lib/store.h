@@ -129,6 +129,11 @@ typedef struct pe_info {
 } pe_info;
 int pe_info_get(pe_txn *txn, const pe_key *key, pe_info *out);
 
+/* Calls fn for every image key in key order (the image is not decoded; use
+ * pe_img_get). A nonzero return from fn stops and is returned. */
+typedef int (*pe_img_fn)(void *ctx, pe_txn *txn, const pe_key *key);
+int pe_img_each(pe_txn *txn, pe_img_fn fn, void *ctx);
+
 /* ---- sets ---- */
 /* Set names: 1..PE_SET_NAME_MAX bytes, no NUL, no control characters, no
  * '/' and no leading '.' (reserved for staging). Returns 0 or PE_EUSAGE. */

@@ -76,4 +76,8 @@ cmp a.txt b.txt || fail "from-store changed keys or labels"
 expect_rc 0 pe-ls -S copy.lmdb --check
 expect_rc 1 pe-ingest -S copy.lmdb --from-store "$PE_STORE" --from-set nope --set x
 err_has "no such set"
+# --from-store alone merges every image of the other store, once
+expect_rc 0 pe-ingest -S merged.lmdb --set all --from-store "$PE_STORE"
+[ "$(wc -l < "$T/out")" = "$(count_images "$PE_STORE")" ] || fail "merge count"
+[ "$(count_images merged.lmdb)" = "$(count_images "$PE_STORE")" ] || fail "merged store"
 exit 0

@@ -53,6 +53,18 @@ pe-export -S c.lmdb "$k" > a.png && pe-export "$k" > b.png || fail "export"
 cmp a.png b.png || fail "compressed record reads back different pixels"
 pe-ls -S c.lmdb --json - < ckeys | grep -q '"encoding":"deflate"' || fail "not deflate"
 
+# a closed pipe downstream (| head) leaves a complete, consistent set
+# (10,000 lines are far more than a pipe buffer holds, so the write fails)
+fm=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+if [ -f $fm ]; then
+    pe-ingest --set headed $fm 2>herr | head -1 > h1
+    [ "$(wc -l < h1)" = 1 ] || fail "head got nothing"
+    grep -q "standard output closed" herr || fail "no note about the closed output: $(cat herr)"
+    expect_rc 0 pe-ls --check
+    expect_rc 0 pe-ls --sets
+    out_has "headed	10000	10000"
+fi
+
 # paths on stdin, NUL-separated too
 find src/dog -name '*.png' | pe-ingest --unlabeled > o1 || fail "stdin paths"
 [ "$(wc -l < o1)" = 1 ] || fail "stdin: $(cat o1)"
