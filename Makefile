@@ -15,7 +15,7 @@ PREFIX ?= /usr/local
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 WARN := -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter
-CPPFLAGS += -D_GNU_SOURCE -Ilib -Iformats
+CPPFLAGS += -D_GNU_SOURCE -Ilib -Iformats -Ikernels
 LDLIBS := -llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm
 
 SANITIZE ?=
@@ -44,7 +44,7 @@ PROGS := $(CMD_SRC:cmd/%.c=$(B)/bin/%)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TESTS := $(TEST_SRC:tests/unit/%.c=$(B)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-HDRS := $(wildcard lib/*.h formats/*.h kernels/cpu/*.h)
+HDRS := $(wildcard lib/*.h formats/*.h kernels/*.h kernels/cpu/*.h)
 
 .PHONY: all deps test test-unit test-cli test-asan test-tsan test-fuzz fuzz demo bench clean install cuda-note
 all: cuda-note $(B)/libpe.a $(PROGS) $(TESTS)

@@ -1,0 +1,139 @@
+/*
+ * backend.h - the compute backend interface: every numeric op that model and
+ * training code needs, as a struct of function pointers, so the CPU backend
+ * (kernels/cpu/) and a CUDA backend (kernels/cuda/, later) are chosen at run
+ * time and model code has no #ifdef.
+ *
+ * Not for: graph logic, parameter bookkeeping or data loading (lib/model.c,
+ * lib/train.c). Ops take raw pointers to memory the backend allocated
+ * (pe_backend.alloc); on the CPU that is host memory.
+ *
+ * Conventions: float32, tensors NCHW, contiguous. Shapes are given by the
+ * descriptors below; comments name the shape of each pointer. Ops return 0
+ * or a PE_E* code (the CPU ops cannot fail on valid shapes; CUDA ops report
+ * launch/library errors). Backward ops OVERWRITE their gradient outputs
+ * (they do not accumulate) unless said otherwise. `work` is scratch of at
+ * least the size the matching *_workspace function returns.
+ *
+ * Threading: the CPU backend parallelises inside each op over a thread pool
+ * of pe_backend_cpu(nthreads) threads; results do not depend on the thread
+ * count except where a reduction order changes (documented per op).
+ */
+#ifndef PE_BACKEND_H
+#define PE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pe_conv_desc {
+    int N, C, H, W;  /* input */
+    int K, R, S;     /* K filters of C x R x S */
+    int stride, pad; /* same for both axes */
+    int P, Q;        /* output height, width: (H + 2pad - R) / stride + 1 */
+} pe_conv_desc;
+
+/* Fills P and Q from the other fields. */
+static inline void pe_conv_desc_finish(pe_conv_desc *d) {
+    d->P = (d->H + 2 * d->pad - d->R) / d->stride + 1;
+    d->Q = (d->W + 2 * d->pad - d->S) / d->stride + 1;
+}
+
+typedef struct pe_backend pe_backend;
+
+struct pe_backend {
+    const char *name; /* "cpu", "cuda" */
+    void *impl;       /* backend-private state (thread pool, handles) */
+
+    /* memory on the backend's device; alloc returns NULL on failure */
+    void *(*alloc)(pe_backend *b, size_t bytes);
+    void (*free)(pe_backend *b, void *p);
+    /* host <-> device copies (memcpy on the CPU) */
+    int (*upload)(pe_backend *b, void *dst, const void *src, size_t bytes);
+    int (*download)(pe_backend *b, void *dst, const void *src, size_t bytes);
+
+    /* ---- convolution (no bias; cross-correlation as PyTorch) ---- */
+    size_t (*conv_workspace)(pe_backend *b, const pe_conv_desc *d);
+    /* y (N,K,P,Q) = conv(x (N,C,H,W), w (K,C,R,S)) */
+    int (*conv_fwd)(pe_backend *b, const pe_conv_desc *d, const float *x,
+                    const float *w, float *y, float *work);
+    /* dx (N,C,H,W) from dy (N,K,P,Q), w */
+    int (*conv_bwd_data)(pe_backend *b, const pe_conv_desc *d, const float *dy,
+                         const float *w, float *dx, float *work);
+    /* dw (K,C,R,S) from x, dy */
+    int (*conv_bwd_filter)(pe_backend *b, const pe_conv_desc *d, const float *x,
+                           const float *dy, float *dw, float *work);
+
+    /* ---- batch norm over N and HW per channel (BatchNorm2d; BatchNorm1d
+     * is HW = 1) ---- */
+    /* Training mode: batch statistics, biased variance for normalising,
+     * unbiased (n/(n-1)) for the running update, as PyTorch:
+     * run = (1 - momentum) * run + momentum * batch. Saves mean and invstd
+     * (C) for the backward. */
+    int (*bn_fwd_train)(pe_backend *b, int N, int C, int HW, const float *x,
+                        const float *gamma, const float *beta, float eps,
+                        float momentum, float *run_mean, float *run_var,
+                        float *y, float *save_mean, float *save_invstd);
+    int (*bn_fwd_eval)(pe_backend *b, int N, int C, int HW, const float *x,
+                       const float *gamma, const float *beta, float eps,
+                       const float *run_mean, const float *run_var, float *y);
+    /* dx (N,C,HW), dgamma, dbeta (C) */
+    int (*bn_bwd)(pe_backend *b, int N, int C, int HW, const float *x,
+                  const float *dy, const float *gamma, const float *save_mean,
+                  const float *save_invstd, float *dx, float *dgamma,
+                  float *dbeta);
+
+    /* ---- elementwise ---- */
+    /* y = max(x, 0); may be in place */
+    int (*relu_fwd)(pe_backend *b, size_t n, const float *x, float *y);
+    /* dx = dy * (y > 0); may be in place (dx == dy) */
+    int (*relu_bwd)(pe_backend *b, size_t n, const float *y, const float *dy,
+                    float *dx);
+    /* y = a + c; may be in place */
+    int (*add)(pe_backend *b, size_t n, const float *a, const float *c,
+               float *y);
+    /* dst += src */
+    int (*accumulate)(pe_backend *b, size_t n, const float *src, float *dst);
+
+    /* ---- global average pooling: y (N,C) = mean over HW of x (N,C,HW) */
+    int (*avgpool_fwd)(pe_backend *b, int N, int C, int HW, const float *x,
+                       float *y);
+    int (*avgpool_bwd)(pe_backend *b, int N, int C, int HW, const float *dy,
+                       float *dx);
+
+    /* ---- dense: C (M,N) = alpha * op(A) op(B) + beta * C, row-major ---- */
+    int (*gemm)(pe_backend *b, int transA, int transB, int M, int N, int K,
+                float alpha, const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc);
+    /* y (N, out) += bias (out), row-wise */
+    int (*bias_add)(pe_backend *b, int N, int out, const float *bias, float *y);
+    /* dbias (out) = column sums of dy (N, out) */
+    int (*bias_bwd)(pe_backend *b, int N, int out, const float *dy, float *dbias);
+
+    /* ---- NT-Xent (SimCLR): z (2B, D) rows 0..B-1 are view 1, B..2B-1 view
+     * 2 of the same images. Rows are L2-normalised inside; logits
+     * sim(i,j)/T with the diagonal excluded; loss = mean over the 2B rows
+     * of cross-entropy with the positive (i + B mod 2B). Writes the loss
+     * (host float) and dz (2B, D) = d loss / d z. */
+    int (*ntxent)(pe_backend *b, int B2, int D, const float *z, float T,
+                  float *loss, float *dz);
+
+    /* ---- optimisers, on flat parameter arrays ---- */
+    /* PyTorch Adam (weight decay added to the gradient, L2 style, not
+     * AdamW): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps). t from 1. */
+    int (*adam)(pe_backend *b, size_t n, float *p, const float *g, float *m,
+                float *v, float lr, float b1, float b2, float eps, float wd,
+                long t);
+    /* PyTorch SGD: g' = g + wd p; buf = momentum buf + g' (buf = g' at the
+     * first step, first != 0); p -= lr buf */
+    int (*sgd)(pe_backend *b, size_t n, float *p, const float *g, float *buf,
+               float lr, float momentum, float wd, int first);
+
+    void (*destroy)(pe_backend *b);
+};
+
+/* The CPU backend with nthreads worker threads (0 = online CPUs). Returns
+ * NULL on allocation failure. Destroy with b->destroy(b). */
+pe_backend *pe_backend_cpu(int nthreads);
+
+#endif
