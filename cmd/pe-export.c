@@ -30,12 +30,13 @@ static const char *prog = "pe-export";
 static void usage(FILE *f) {
     fputs(
 "usage: pe-export [options] KEY > FILE.png   one image to stdout\n"
-"       pe-export [options] -o DIR [--set NAME [--label L] | -]\n"
+"       pe-export [options] -o DIR [--set NAME [--label L]] [-]\n"
 "Write stored images as PNG files, DIR/LABEL/KEY.png.\n"
 "\n"
 "  -S, --store PATH   store (default $PE_STORE, else ./pe.lmdb)\n"
 "  -o, --output DIR   folder to write into (created; must not be a link)\n"
-"  -s, --set NAME     export the images of set NAME (else keys on stdin)\n"
+"  -s, --set NAME     export the images of set NAME; with '-', the keys on\n"
+"                     stdin, filed under their labels in NAME\n"
 "      --label L      only label L of the set (class name or id)\n"
 "      --flat         no label folders\n"
 "      --pnm          write PGM/PPM instead of PNG\n"
@@ -189,6 +190,7 @@ static int export_stdout(pe_txn *txn, const char *hex, int pnm) {
 enum { O_LABEL = 256, O_FLAT, O_PNM, O_VERSION };
 
 int main(int argc, char **argv) {
+    if (pe_cli_init_fds()) return PE_EXIT_ERROR;
     static const struct option lo[] = {
         {"store", 1, 0, 'S'}, {"output", 1, 0, 'o'}, {"set", 1, 0, 's'},
         {"label", 1, 0, O_LABEL}, {"flat", 0, 0, O_FLAT}, {"pnm", 0, 0, O_PNM},
@@ -222,8 +224,6 @@ int main(int argc, char **argv) {
                                 "to a file (pe-export KEY > x.png)");
     } else if (nargs > 1 || (nargs == 1 && strcmp(argv[optind], "-"))) {
         return pe_cli_usage(prog, "with -o, images come from --set or keys on stdin ('-')");
-    } else if (nargs == 1 && set) {
-        return pe_cli_usage(prog, "'-' and --set exclude each other");
     }
     if (label && !set) return pe_cli_usage(prog, "--label needs --set");
 
@@ -255,7 +255,14 @@ int main(int argc, char **argv) {
         rc = pe_fail(errno, "%s: not a folder (or a link): %s", out, strerror(errno));
         goto done;
     }
-    rc = pe_cli_each_key(txn, set, lid, set ? NULL : stdin, "stdin", export_one, &x);
+    /* keys on stdin ('-', or no --set); with --set they are looked up in it
+     * and grouped by their labels there */
+    int from_stdin = !set || nargs == 1;
+    if (from_stdin && label) {
+        rc = pe_fail(PE_EUSAGE, "--label selects from a set; with '-' the keys choose");
+        goto done;
+    }
+    rc = pe_cli_each_key(txn, set, lid, from_stdin ? stdin : NULL, "stdin", export_one, &x);
     fprintf(stderr, "%s: %" PRIu64 " images written\n", prog, x.written);
 done:
     if (x.outdir >= 0) close(x.outdir);

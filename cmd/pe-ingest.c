@@ -60,6 +60,7 @@ enum { O_APPEND = 256, O_LABEL, O_UNLABELED, O_CLASSES, O_LABELS, O_FORMAT,
        O_TIMEOUT, O_FOLLOW, O_FROMSTORE, O_FROMSET, O_BATCH, O_VERSION };
 
 int main(int argc, char **argv) {
+    if (pe_cli_init_fds()) return PE_EXIT_ERROR;
     static const struct option lo[] = {
         {"store", 1, 0, 'S'}, {"set", 1, 0, 's'}, {"append", 0, 0, O_APPEND},
         {"label", 1, 0, O_LABEL}, {"unlabeled", 0, 0, O_UNLABELED},
@@ -175,7 +176,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: %llu images: %llu stored, %llu already present, %llu rejected",
             prog, (unsigned long long)s.seen, (unsigned long long)s.stored,
             (unsigned long long)s.present, (unsigned long long)s.rejected);
-    for (int i = 0, first = 1; i < 8; i++)
+    for (int i = 0, first = 1; i < PE_INGEST_NREASONS; i++)
         if (s.rejected_by[i]) {
             fprintf(stderr, "%s%llu %s", first ? " (" : ", ",
                     (unsigned long long)s.rejected_by[i], pe_ingest_reason_name(i));
@@ -183,7 +184,7 @@ int main(int argc, char **argv) {
         }
     if (s.rejected) fputc(')', stderr);
     if (s.skipped) fprintf(stderr, ", %llu skipped", (unsigned long long)s.skipped);
-    if (s.ignored) fprintf(stderr, ", %llu ignored (not an image name)", (unsigned long long)s.ignored);
+    if (s.ignored) fprintf(stderr, ", %llu ignored", (unsigned long long)s.ignored);
     fputc('\n', stderr);
     pe_store_close(st);
     if (status == PE_EXIT_OK && (s.rejected || s.skipped)) status = PE_EXIT_REJECTED;

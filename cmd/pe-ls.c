@@ -139,7 +139,15 @@ static int show_set(void *ctx, const char *name, const pe_set_hdr *h) {
     if (!h->n_classes) fputs("-", stdout);
     for (uint32_t i = 0; i < h->n_classes; i++) {
         if (i) putchar(',');
-        put_esc(h->classes[i][0] ? h->classes[i] : "?", PE_ESC_TEXT);
+        /* commas inside a name are escaped too, so the list splits cleanly */
+        const char *c = h->classes[i][0] ? h->classes[i] : "?";
+        const char *comma;
+        while ((comma = strchr(c, ','))) {
+            pe_escape_fput(stdout, c, (size_t)(comma - c), PE_ESC_TEXT);
+            fputs("\\x2c", stdout);
+            c = comma + 1;
+        }
+        put_esc(c, PE_ESC_TEXT);
     }
     putchar('\n');
     return 0;
@@ -186,6 +194,7 @@ static int check(pe_txn *txn) {
 enum { O_LABEL = 256, O_JSON, O_SETS, O_STATS, O_CHECK, O_VERSION };
 
 int main(int argc, char **argv) {
+    if (pe_cli_init_fds()) return PE_EXIT_ERROR;
     static const struct option lo[] = {
         {"store", 1, 0, 'S'}, {"set", 1, 0, 's'}, {"label", 1, 0, O_LABEL},
         {"long", 0, 0, 'l'}, {"json", 0, 0, O_JSON}, {"sets", 0, 0, O_SETS},

@@ -34,6 +34,7 @@ static void usage(FILE *f) {
 enum { O_GC = 256, O_VERSION };
 
 int main(int argc, char **argv) {
+    if (pe_cli_init_fds()) return PE_EXIT_ERROR;
     static const struct option lo[] = {
         {"store", 1, 0, 'S'}, {"gc", 0, 0, O_GC}, {"force", 0, 0, 'f'},
         {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0}};

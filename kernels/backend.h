@@ -93,6 +93,10 @@ struct pe_backend {
                float *y);
     /* dst += src */
     int (*accumulate)(pe_backend *b, size_t n, const float *src, float *dst);
+    /* dst = src (device to device) */
+    int (*copy)(pe_backend *b, size_t n, const float *src, float *dst);
+    /* dst[i] = value */
+    int (*fill)(pe_backend *b, size_t n, float value, float *dst);
 
     /* ---- global average pooling: y (N,C) = mean over HW of x (N,C,HW) */
     int (*avgpool_fwd)(pe_backend *b, int N, int C, int HW, const float *x,

@@ -4,12 +4,27 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "escape.h"
 #include "pe.h"
+
+int pe_cli_init_fds(void) {
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (n < 0) return errno;
+        if (n != fd) { /* lowest free descriptor is fd, so n == fd */
+            close(n);
+            return EBADF;
+        }
+    }
+    return 0;
+}
 
 int pe_cli_fail(const char *prog, int rc) {
     const char *m = pe_errmsg();

@@ -19,6 +19,11 @@ enum {
     PE_EXIT_REJECTED = 3, /* done, but some inputs were rejected (listed on stderr) */
 };
 
+/* Makes sure file descriptors 0, 1 and 2 are open (on /dev/null when
+ * closed), so a store opened later never lands on fd 1 and receives key
+ * lines. Every program calls it first. Returns 0 or errno. */
+int pe_cli_init_fds(void);
+
 /* Prints "prog: <escaped pe_errmsg() or pe_strerror(rc)>\n" to stderr and
  * returns PE_EXIT_ERROR (PE_EXIT_USAGE for PE_EUSAGE). */
 int pe_cli_fail(const char *prog, int rc);

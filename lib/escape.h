@@ -6,17 +6,21 @@
  *
  * Contexts:
  *  PE_ESC_TEXT  stdout TSV fields and stderr messages. Printable ASCII and
- *               valid UTF-8 (excluding C1 controls and U+2028/2029) pass;
- *               backslash -> "\\", tab -> "\t", newline -> "\n", CR -> "\r",
- *               any other control byte, DEL, C1 control or invalid UTF-8
- *               byte -> "\xHH". The result has no byte < 0x20 or 0x7f, so no
- *               escape sequence reaches a terminal. Reversible.
+ *               valid UTF-8 pass, except: backslash -> "\\", tab -> "\t",
+ *               newline -> "\n", CR -> "\r", any other control byte, DEL
+ *               and each invalid UTF-8 byte -> "\xHH", C1 controls
+ *               (U+0080..U+009F) -> "\xHH" of the code point, U+2028 and
+ *               U+2029 -> "\u2028", "\u2029". The result holds no byte
+ *               below 0x20 and no 0x7f, so nothing reaches a terminal as a
+ *               control sequence. Not reversible in every case (a raw 0x85
+ *               byte and U+0085 both print as \x85): it is for display and
+ *               line safety, not for round trips.
  *  PE_ESC_JSON  the inside of a JSON string: '"' and '\\' escaped, control
  *               characters as \n \t \r or \u00XX, DEL and C1 as \u00XX,
  *               U+2028/2029 as \u2028/\u2029, each invalid UTF-8 byte as
  *               \ufffd (the replacement character).
  *  PE_ESC_HTML  text or attribute content: & < > " ' as entities, control
- *               and invalid bytes as in PE_ESC_TEXT.
+ *               and invalid bytes and U+2028/2029 as in PE_ESC_TEXT.
  */
 #ifndef PE_ESCAPE_H
 #define PE_ESCAPE_H

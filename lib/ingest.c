@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "codec.h"
 #include "dataset.h"
 #include "escape.h"
@@ -34,17 +36,24 @@
 #define INFLIGHT_BYTES (512u << 20) /* decoded pixels held ahead of the writer */
 
 enum { R_FORMAT, R_CORRUPT, R_TOOBIG, R_TIMEOUT, R_UNSUPPORTED, R_NOTFILE,
-       R_IO, R_COLLISION };
-static const char *const reason_names[8] = {
+       R_IO, R_COLLISION, R_LABEL };
+static const char *const reason_names[PE_INGEST_NREASONS] = {
     "not an image", "corrupt or truncated", "over a limit", "decode deadline",
-    "unsupported", "not a regular file", "read error", "key collision"};
+    "unsupported", "not a regular file", "read error", "key collision",
+    "label conflict"};
 
 const char *pe_ingest_reason_name(int i) {
-    return i >= 0 && i < 8 ? reason_names[i] : "?";
+    return i >= 0 && i < PE_INGEST_NREASONS ? reason_names[i] : "?";
 }
+
+/* PE_EFORMAT means "not an image" when nothing recognised the bytes and
+ * "corrupt or truncated" when a decoder did (process() marks the latter). */
+#define PE_ECORRUPT_IMAGE (-2001)
 
 static int reason_of(int rc) {
     switch (rc) {
+    case PE_ECORRUPT_IMAGE: return R_CORRUPT;
+    case PE_EEXIST: return R_LABEL;
     case PE_EFORMAT: return R_FORMAT;
     case PE_ECORRUPT: return R_CORRUPT;
     case PE_ETOOBIG: return R_TOOBIG;
@@ -99,6 +108,7 @@ typedef struct ingest {
     const char *target_set; /* staging name or set */
     char staging[PE_SET_NAME_MAX + 64];
     int out_closed;
+    int out_errno; /* why writing stdout failed (EPIPE: reader went away) */
     double t0, last_progress;
 } ingest;
 
@@ -328,6 +338,8 @@ static void process(ingest *g, slot *s) {
             }
             rc = pe_decode(buf, len, &d, &s->img, &s->info);
             if (rc == PE_EFORMAT && len == 0) rc = pe_fail(PE_EFORMAT, "empty file");
+            else if (rc == PE_EFORMAT && pe_sniff(buf, len) != PE_FORMAT_UNKNOWN)
+                rc = PE_ECORRUPT_IMAGE; /* message kept: the decoder's reason */
             if (!rc) ops_add(s->ops, "decode=%s", pe_format_name(s->info.format));
         }
         free(buf);
@@ -394,6 +406,11 @@ static void set_fatal(ingest *g, int rc) {
     pthread_mutex_unlock(&g->mu);
 }
 
+static void out_failed(ingest *g) {
+    g->out_closed = 1;
+    g->out_errno = errno ? errno : EIO;
+}
+
 static void print_line(ingest *g, slot *s) {
     if (g->out_closed) return;
     char hx[PE_KEY_HEX + 1], lb[16];
@@ -404,7 +421,7 @@ static void print_line(ingest *g, slot *s) {
     pe_escape_fput(g->out, l, strlen(l), PE_ESC_TEXT);
     fputc('\t', g->out);
     pe_escape_fput(g->out, s->src, strlen(s->src), PE_ESC_TEXT);
-    if (fputc('\n', g->out) == EOF) g->out_closed = 1;
+    if (fputc('\n', g->out) == EOF) out_failed(g);
 }
 
 static int store_one(ingest *g, pe_txn *txn, slot *s) {
@@ -419,6 +436,14 @@ static int store_one(ingest *g, pe_txn *txn, slot *s) {
     int rc = pe_img_put(txn, &s->img, g->o->encoding, &p, &s->key, &s->existed);
     if (rc) return rc;
     if (g->target_set) rc = pe_set_add(txn, g->target_set, &s->key, 1, s->label);
+    if (rc == PE_EEXIST) { /* the same pixels under another label */
+        pe_set_entry e;
+        char a[16], b[16];
+        if (pe_set_lookup(txn, g->target_set, &s->key, &e) == 0)
+            rc = pe_fail(PE_EEXIST, "the same pixels are already in set '%s' with "
+                         "label %s, not %s", g->o->set, label_text(g, e.label, a),
+                         label_text(g, s->label, b));
+    }
     return rc;
 }
 
@@ -469,8 +494,10 @@ static int commit_batch(ingest *g, uint64_t first, uint64_t end) {
             slot *s = order[i];
             if (s->rc) continue;
             rc = store_one(g, txn, s);
-            if (rc == PE_ECOLLISION) {
-                /* Nothing of this image was written: reject it alone. */
+            if (rc == PE_ECOLLISION || rc == PE_EEXIST) {
+                /* A collision wrote nothing; a label conflict wrote the image
+                 * (gc removes it if no set holds it) but no set entry: either
+                 * way this occurrence alone is rejected. */
                 s->rc = rc;
                 free(s->msg);
                 s->msg = strdup(pe_errmsg());
@@ -485,7 +512,8 @@ static int commit_batch(ingest *g, uint64_t first, uint64_t end) {
             pe_txn_abort(txn);
             if ((rc = pe_store_grow(g->st))) break;
             for (size_t i = 0; i < n; i++)
-                if (order[i]->rc == PE_ECOLLISION) order[i]->rc = 0; /* replayed */
+                if (order[i]->rc == PE_ECOLLISION || order[i]->rc == PE_EEXIST)
+                    order[i]->rc = 0; /* replayed */
             continue;
         }
         if (rc) {
@@ -558,7 +586,7 @@ static void *writer(void *arg) {
                     print_line(g, s);
                 }
             }
-            if (!g->out_closed && fflush(g->out) == EOF) g->out_closed = 1;
+            if (!g->out_closed && fflush(g->out) == EOF) out_failed(g);
             progress(g, 0);
             pthread_mutex_lock(&g->mu);
             for (uint64_t q = first; q < g->next_write; q++) {
@@ -686,15 +714,37 @@ static int has_suffix(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
+/* The first decompressed bytes of a gzip file (up to n), for sniffing. */
+static size_t peek_gz(const char *path, uint8_t *out, size_t n) {
+    gzFile f = gzopen(path, "rb");
+    if (!f) return 0;
+    int r = gzread(f, out, (unsigned)n);
+    gzclose(f);
+    return r > 0 ? (size_t)r : 0;
+}
+
+#define PE_SRC_IDX_LABELS ((pe_src_kind)100) /* an IDX labels file alone */
+#define PE_SRC_GZ_OTHER ((pe_src_kind)101)   /* gzip of something else */
+
 static pe_src_kind guess_kind(const char *path, const uint8_t *head, size_t n) {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
+    uint8_t inner[512];
+    if (n >= 2 && head[0] == 0x1f && head[1] == 0x8b) {
+        /* gzip: decide by what is inside */
+        n = peek_gz(path, inner, sizeof inner);
+        head = inner;
+        if (n >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 8 && head[3] == 3)
+            return PE_SRC_IDX;
+        if (n >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 8 && head[3] == 1)
+            return PE_SRC_IDX_LABELS;
+        if (pe_is_tar(head, n)) return PE_SRC_TAR;
+        return PE_SRC_GZ_OTHER;
+    }
     if (n >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 8 && head[3] == 3)
         return PE_SRC_IDX;
-    if (n >= 2 && head[0] == 0x1f && head[1] == 0x8b) {
-        if (strstr(base, "idx3")) return PE_SRC_IDX;
-        return PE_SRC_TAR; /* .tar.gz / .tgz; checked when opened */
-    }
+    if (n >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 8 && head[3] == 1)
+        return PE_SRC_IDX_LABELS;
     if (pe_is_tar(head, n)) return PE_SRC_TAR;
     if (has_suffix(base, "_X.bin")) return PE_SRC_STL10;
     if (!strncmp(base, "data_batch_", 11) || !strcmp(base, "test_batch.bin"))
@@ -955,7 +1005,17 @@ static int add_path(ingest *g, const char *path) {
         kind = guess_kind(path, head, n);
     }
     int rc;
-    switch (kind) {
+    switch ((int)kind) {
+    case PE_SRC_IDX_LABELS:
+        /* named beside its images file (a glob like *.gz): used from there */
+        g->stats->ignored++;
+        if (!g->o->quiet)
+            fprintf(g->err, "%s: %s: ignored: an IDX labels file (read with its "
+                    "images file)\n", g->o->prog, pe_esc(path));
+        return 0;
+    case PE_SRC_GZ_OTHER:
+        return emit_reject(g, path, PE_EUNSUPPORTED, "gzip data that is neither an "
+                           "IDX images file nor a tar archive");
     case PE_SRC_IMAGE: {
         int32_t fixed;
         if ((rc = fixed_label(g, &fixed))) return rc;
@@ -1092,7 +1152,10 @@ static int prepare_set(ingest *g) {
         snprintf(g->staging, sizeof g->staging, ".staging.%ld.%s", (long)getpid(), o->set);
         pe_set_delete(t, g->staging); /* a leftover of a pid reused */
         pe_errclear();
-        if ((rc = pe_set_create(t, g->staging))) goto out;
+        char who[400];
+        if ((rc = pe_set_create(t, g->staging)) || (rc = pe_writer_identity(who, sizeof who)) ||
+            (rc = pe_set_set_attr(t, g->staging, "writer", who)))
+            goto out;
         g->target_set = g->staging;
     } else {
         goto out;
@@ -1117,7 +1180,8 @@ static int finish_set(ingest *g) {
     if (g->classes_changed)
         rc = pe_set_set_classes(t, g->target_set, (const char *const *)g->classes,
                                 g->nclasses);
-    if (!rc && g->staging[0]) rc = pe_set_rename(t, g->staging, g->o->set, 0);
+    if (!rc && g->staging[0] && !(rc = pe_set_set_attr(t, g->staging, "writer", NULL)))
+        rc = pe_set_rename(t, g->staging, g->o->set, 0);
     if (rc) {
         pe_txn_abort(t);
         return rc;
@@ -1190,9 +1254,12 @@ int pe_ingest_run(pe_store *st, const pe_ingest_opts *o, char **srcs, int nsrc,
         rc = finish_set(g);
     }
     progress(g, 1);
-    if (g->out_closed && !o->quiet)
+    if (g->out_closed && g->out_errno == EPIPE && !o->quiet)
         fprintf(err, "%s: standard output closed; keys after that were not "
                 "printed (the ingest completed)\n", o->prog);
+    else if (g->out_closed && !rc)
+        rc = pe_fail(g->out_errno, "writing standard output: %s; keys after that "
+                     "were not printed (the ingest completed)", strerror(g->out_errno));
 out_nothreads:
     for (uint64_t q = 0; q < RING; q++) slot_clear(&g->ring[q]);
     free(g->ring);

@@ -52,9 +52,10 @@ typedef struct pe_ingest_opts {
     const char *prog;         /* program name for messages */
 } pe_ingest_opts;
 
+#define PE_INGEST_NREASONS 9
 typedef struct pe_ingest_stats {
     uint64_t seen, stored, present, rejected, ignored, skipped;
-    uint64_t rejected_by[8]; /* see pe_ingest_reason_name */
+    uint64_t rejected_by[PE_INGEST_NREASONS]; /* see pe_ingest_reason_name */
 } pe_ingest_stats;
 
 const char *pe_ingest_reason_name(int i);

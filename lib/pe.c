@@ -40,16 +40,20 @@ const char *pe_errmsg(void) { return errmsg; }
 void pe_errclear(void) { errmsg[0] = 0; }
 
 int pe_fail(int rc, const char *fmt, ...) {
+    /* Formatted aside first: callers may pass pe_errmsg() itself. */
+    char buf[sizeof errmsg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(errmsg, buf, sizeof errmsg);
     return rc;
 }
 
 int pe_fail_prefix(int rc, const char *fmt, ...) {
     char prefix[512], old[sizeof errmsg];
     va_list ap;
+    /* prefix is formatted before the message is copied: it may quote it */
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);

@@ -42,8 +42,9 @@ const char *pe_errmsg(void);
 
 /* Sets the calling thread's message (printf format) and returns rc, so that
  * `return pe_fail(PE_EFORMAT, "%s: bad magic", path);` reads naturally. The
- * message is truncated to 1023 bytes. Callers pass raw names: whoever prints
- * the message escapes it (pe_escape, PE_ESC_TEXT). */
+ * message is truncated to 1023 bytes; the arguments may include pe_errmsg()
+ * itself. Callers pass raw names: whoever prints the message escapes it
+ * (pe_escape, PE_ESC_TEXT). */
 int pe_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefixes the current message with "prefix: " (for context added by a

@@ -1253,12 +1253,12 @@ int pe_set_set_classes(pe_txn *x, const char *set, const char *const *names,
 
 int pe_set_set_attr(pe_txn *x, const char *set, const char *k, const char *v) {
     pe_set_hdr h;
-    if (strchr(k, '=') || strchr(k, '\n') || strchr(v, '\n') || !*k)
+    if (strchr(k, '=') || strchr(k, '\n') || (v && strchr(v, '\n')) || !*k)
         return pe_fail(PE_EUSAGE, "set attribute with '=' in key or a newline");
     int rc = flush_cache(x);
     if (rc || (rc = pe_set_get(x, set, &h))) return rc;
     size_t kl = strlen(k), al = strlen(h.attrs);
-    char *out = malloc(al + kl + strlen(v) + 3), *o = out;
+    char *out = malloc(al + kl + (v ? strlen(v) : 0) + 3), *o = out;
     if (!out) return ENOMEM;
     /* keep other lines, drop the old line of k */
     const char *p = h.attrs;
@@ -1272,7 +1272,8 @@ int pe_set_set_attr(pe_txn *x, const char *set, const char *k, const char *v) {
         }
         p += l + (e ? 1 : 0);
     }
-    o += sprintf(o, "%s=%s\n", k, v);
+    if (v) o += sprintf(o, "%s=%s\n", k, v);
+    *o = 0;
     rc = rewrite_hdr(x, set, NULL, 0, 0, out);
     free(out);
     return rc;
@@ -1494,9 +1495,52 @@ static int keyset_has(const keyset *s, const uint8_t *k) {
     return 0;
 }
 
-/* Staging names are ".staging.<pid>.<name>": dead when pid is gone. */
-static int staging_dead(const char *name) {
+/* Start time of a process (clock ticks since boot, /proc/PID/stat field
+ * 22), or 0 when it does not exist. */
+static unsigned long long proc_start(long pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p) return 0;
+    unsigned long long v = 0;
+    /* p walks the spaces: at step k it is the space before field k */
+    for (int field = 3; field <= 22 && *p; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p) return 0;
+        if (field == 22) v = strtoull(p + 1, NULL, 10);
+    }
+    return v;
+}
+
+int pe_writer_identity(char *buf, size_t n) {
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "?");
+    long pid = (long)getpid();
+    return snprintf(buf, n, "%s %ld %llu", host, pid, proc_start(pid)) < (int)n ? 0 : PE_ETOOBIG;
+}
+
+/* A staging set (".staging.<pid>.<name>") is dead when its writer, recorded
+ * in the "writer=HOST PID START" attribute, ran on this host and is gone
+ * (no such pid, or a pid reused by a process that started at another
+ * time). Writers on other hosts sharing the store are left alone. */
+static int staging_dead(const char *name, const pe_set_hdr *h) {
     if (strncmp(name, STAGING_PREFIX, strlen(STAGING_PREFIX))) return 0;
+    const char *w = strstr(h->attrs, "writer=");
+    if (w && (w == h->attrs || w[-1] == '\n')) {
+        char host[256], me[256] = "";
+        long pid;
+        unsigned long long start;
+        if (sscanf(w + 7, "%255s %ld %llu", host, &pid, &start) == 3) {
+            gethostname(me, sizeof me - 1);
+            if (strcmp(host, me)) return 0;
+            return proc_start(pid) != start;
+        }
+    }
     char *end;
     long pid = strtol(name + strlen(STAGING_PREFIX), &end, 10);
     if (*end != '.' || pid <= 0) return 1;
@@ -1509,9 +1553,8 @@ typedef struct names {
 } names;
 
 static int collect_dead(void *ctx, const char *name, const pe_set_hdr *h) {
-    (void)h;
     names *ns = ctx;
-    if (!staging_dead(name)) return 0;
+    if (!staging_dead(name, h)) return 0;
     if (ns->n == ns->cap) {
         size_t cap = ns->cap ? ns->cap * 2 : 8;
         char **v = realloc(ns->v, cap * sizeof *v);

@@ -31,6 +31,7 @@
 #define PE_SOURCE_MAX 1024      /* bytes of a source string kept */
 #ifndef PE_LABEL_NONE
 #define PE_LABEL_NONE (-1)
+#endif
 typedef struct pe_store pe_store;
 typedef struct pe_txn pe_txn;
 
@@ -178,7 +179,8 @@ int pe_set_set_classes(pe_txn *txn, const char *set, const char *const *names,
                        uint32_t n);
 /* Finds a class id by name (or a decimal id); PE_ENOTFOUND otherwise. */
 int pe_set_class_id(const pe_set_hdr *hdr, const char *name, int32_t *id);
-/* Sets/replaces one attribute line ("key=value"); value without newlines. */
+/* Sets/replaces one attribute line ("key=value"); value without newlines;
+ * v NULL deletes the line. */
 int pe_set_set_attr(pe_txn *txn, const char *set, const char *k,
                     const char *v);
 
@@ -210,10 +212,13 @@ typedef struct pe_store_stats {
 int pe_store_stats_get(pe_txn *txn, pe_store_stats *out);
 
 /* Garbage collection: deletes images (img+info) in no set. Writes the
- * number deleted to *n. Also removes staging sets of dead writers. */
+ * number deleted to *n. Also removes staging sets of dead writers: a
+ * staging set records its writer as the attribute "writer=HOST PID START"
+ * (pe_writer_identity); it is dead when HOST is this host and no process
+ * PID with that start time runs. */
 int pe_store_gc(pe_txn *txn, uint64_t *n);
-
-#endif
+/* "HOST PID START" of the calling process, for the writer attribute. */
+int pe_writer_identity(char *buf, size_t n);
 
 /* Consistency check of the whole store (pe-ls --check): every image record
  * parses and its length matches w*h*c (compressed ones inflate); every info

@@ -65,6 +65,18 @@ if [ -f $fm ]; then
     out_has "headed	10000	10000"
 fi
 
+# the same pixels under two labels: that occurrence alone is rejected
+mkdir -p conflict/a conflict/b
+cp src/cat/cat0.png conflict/a/x.png && cp src/cat/cat0.png conflict/b/y.png
+cp src/dog/dog0.png conflict/b/z.png
+expect_rc 3 pe-ingest --set conflict conflict
+[ "$(wc -l < "$T/out")" = 2 ] || fail "conflict: $(cat "$T/out")"
+err_has "conflict/b/y.png: the same pixels are already in set 'conflict' with label a, not b"
+err_has "1 label conflict"
+# stdin keys exported under their labels in a set
+cut -f1 "$T/out" | pe-export -o exp --set conflict - 2>/dev/null || fail "export --set -"
+[ -d exp/a ] && [ -d exp/b ] || fail "export by label: $(ls exp)"
+
 # paths on stdin, NUL-separated too
 find src/dog -name '*.png' | pe-ingest --unlabeled > o1 || fail "stdin paths"
 [ "$(wc -l < o1)" = 1 ] || fail "stdin: $(cat o1)"
