@@ -84,7 +84,7 @@ def make(i):
     h = int(min(480, max(64, round(w * aspect))))
     im = small.resize((w, h), Image.BICUBIC)
     a = np.asarray(im, np.float32)
-    a = a + rng.normal(0, rng.uniform(1.0, 6.0), a.shape).astype(np.float32)
+    a = a + rng.standard_normal(a.shape, dtype=np.float32) * np.float32(rng.uniform(1.0, 6.0))
     im = Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "RGB")
 
     u = rng.random()
@@ -113,7 +113,7 @@ def make(i):
             im.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
             variant = "RGBA"
         elif m < 0.9:
-            im = im.quantize(256)
+            im = im.quantize(256, method=2)  # fast octree
             variant = "palette"
         else:
             im = im.convert("L")

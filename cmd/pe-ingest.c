@@ -46,7 +46,7 @@ static void usage(FILE *f) {
 "  -0, --null            paths on stdin are NUL-separated\n"
 "      --from-store PATH copy every image of another store (merge stores)\n"
 "      --from-set NAME   copy only this set of it, with labels and counts\n"
-"      --batch N         images per commit (default 4096, at most 8192;\n"
+"      --batch N         images per commit (default and most 8192;\n"
 "                        a batch also commits at 64 MiB of pixels or 1 s)\n"
 "  -q, --quiet           no per-file messages (summary only)\n"
 "  -h, --help            this help\n"

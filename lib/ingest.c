@@ -433,7 +433,7 @@ static int store_one(ingest *g, pe_txn *txn, slot *s) {
     p.orig_c = (uint8_t)s->info.orig_c;
     p.orig_bits = (uint8_t)s->info.bits;
     p.format = (uint8_t)s->info.format;
-    int rc = pe_img_put(txn, &s->img, g->o->encoding, &p, &s->key, &s->existed);
+    int rc = pe_img_put_keyed(txn, &s->img, &s->key, g->o->encoding, &p, &s->existed);
     if (rc) return rc;
     if (g->target_set) rc = pe_set_add(txn, g->target_set, &s->key, 1, s->label);
     if (rc == PE_EEXIST) { /* the same pixels under another label */
@@ -535,7 +535,7 @@ static void *writer(void *arg) {
     ingest *g = arg;
     pthread_setname_np(pthread_self(), "pe-writer");
     /* A batch must fit in the ring with room for the workers ahead. */
-    size_t batch_max = g->o->batch ? g->o->batch : 4096;
+    size_t batch_max = g->o->batch ? g->o->batch : RING / 2; /* bytes and time bound it too */
     if (batch_max > RING / 2) batch_max = RING / 2;
     uint64_t first = 0;
     size_t batch_bytes = 0;

@@ -633,6 +633,17 @@ static int info_add(pe_txn *x, const pe_key *key, const pe_prov *p, int is_new);
 int pe_img_put(pe_txn *x, const pe_image *im, int encoding,
                const pe_prov *prov, pe_key *key_out, int *existed) {
     pe_key key;
+    if ((im->c != 1 && im->c != 3) || !im->w || !im->h || !im->px)
+        return pe_fail(PE_EUSAGE, "image to store must be 1 or 3 channels, "
+                       "non-empty");
+    pe_key_of_image(im, &key);
+    if (key_out) *key_out = key;
+    return pe_img_put_keyed(x, im, &key, encoding, prov, existed);
+}
+
+int pe_img_put_keyed(pe_txn *x, const pe_image *im, const pe_key *keyp,
+                     int encoding, const pe_prov *prov, int *existed) {
+    pe_key key = *keyp;
     int rc;
     char hx[PE_KEY_HEX + 1];
     *existed = 0;
@@ -640,8 +651,6 @@ int pe_img_put(pe_txn *x, const pe_image *im, int encoding,
     if ((im->c != 1 && im->c != 3) || !im->w || !im->h || !im->px)
         return pe_fail(PE_EUSAGE, "image to store must be 1 or 3 channels, "
                        "non-empty");
-    pe_key_of_image(im, &key);
-    if (key_out) *key_out = key;
     MDB_val k = {PE_KEY_LEN, key.b}, v;
     size_t n = pe_image_size(im);
     uint8_t hdr[IMG_HDR_LEN] = {'P', 1, (uint8_t)encoding, (uint8_t)im->c};

@@ -107,6 +107,12 @@ typedef struct pe_prov {
 int pe_img_put(pe_txn *txn, const pe_image *im, int encoding,
                const pe_prov *prov, pe_key *key_out, int *existed);
 
+/* The same with the key already computed by pe_key_of_image (ingest hashes
+ * on its worker threads). A key that is not the image's gives a record
+ * that pe-ls --check reports; the pixel comparison on a hit still holds. */
+int pe_img_put_keyed(pe_txn *txn, const pe_image *im, const pe_key *key,
+                     int encoding, const pe_prov *prov, int *existed);
+
 /* Header of a stored image without decoding pixels. Returns 0,
  * PE_ENOTFOUND, PE_ECORRUPT (length check failed). */
 typedef struct pe_img_hdr {

@@ -622,15 +622,15 @@ static void test_jpeg_dct_scaling(void) {
     check_scaled("big.jpg", 64, 64, 0, 100, 75, 2);
     check_scaled("big.jpg", 0, 0, 0, 400, 300, 8);
     check_scaled("big.jpg", 100, 0, 0, 100, 75, 2);
-    check_scaled("big.jpg", 101, 0, 0, 150, 113, 3); /* ceil(300*3/8) */
+    check_scaled("big.jpg", 101, 0, 0, 200, 150, 4); /* power-of-two scales only */
     check_scaled("big.jpg", 1, 1, 0, 50, 38, 1);
     check_scaled("big.jpg", 401, 301, 0, 400, 300, 8);
-    /* Orientation 6 shows the 400x300 file as 300x400, so a 120x90 bound
-     * on the result is a 90x120 bound on the file: M = 4 (200x150, shown
-     * 150x200). Ignoring the transposition would pick M = 3 (shown
-     * 113x150, narrower than 120). */
-    check_scaled("big6.jpg", 120, 90, 0, 150, 200, 4);
-    check_scaled("big6.jpg", 120, 90, 1, 150, 113, 3);
+    /* Orientation 6 shows the 400x300 file as 300x400, so a 160x90 bound
+     * on the result is a 90x160 bound on the file: M = 8 (shown 300x400),
+     * since M = 4 shows 150x200, narrower than 160. Ignoring the
+     * transposition would pick M = 4 (200x150). */
+    check_scaled("big6.jpg", 160, 90, 0, 300, 400, 8);
+    check_scaled("big6.jpg", 160, 90, 1, 200, 150, 4);
 
     /* Pixels at 1/4 against Pillow's draft('RGB', (100, 75)), which
      * picks the same libjpeg scale. */
