@@ -1,11 +1,13 @@
 # tests/fuzz/fuzz.mk - builds the libFuzzer targets into build-fuzz/.
 # Run from the repository root (`make fuzz` does: make -f tests/fuzz/fuzz.mk).
 #
-# Every lib/*.c and formats/*.c is compiled once, instrumented for coverage
-# (fuzzer-no-link) and for ASan+UBSan, into build-fuzz/libpe-fuzz.a; each
-# tests/fuzz/fuzz_<name>.c is linked against it into build-fuzz/fuzz_<name>.
-# Wildcards pick up new targets and sources. UBSan is made fatal so that the
-# fuzzer sees undefined behaviour as a crash instead of a line on stderr.
+# Every library source the Makefile builds (lib/*.c, formats/*.c and the
+# kernels/cpu/*.c that lib/ calls into; keep the lists in step) is compiled
+# once, instrumented for coverage (fuzzer-no-link) and for ASan+UBSan, into
+# build-fuzz/libpe-fuzz.a; each tests/fuzz/fuzz_<name>.c is linked against
+# it into build-fuzz/fuzz_<name>. Wildcards pick up new targets and sources.
+# UBSan is made fatal so that the fuzzer sees undefined behaviour as a crash
+# instead of a line on stderr.
 #
 # Not for: running the targets (tests/fuzz/run.sh does) or the normal build.
 # Without clang this says so in one line and succeeds.
@@ -14,7 +16,7 @@ CLANG ?= clang
 FB := build-fuzz
 HAVE_CLANG := $(shell command -v $(CLANG) 2>/dev/null)
 
-FUZZ_CPPFLAGS := -D_GNU_SOURCE -Ilib -Iformats
+FUZZ_CPPFLAGS := -D_GNU_SOURCE -Ilib -Iformats -Ikernels
 FUZZ_CFLAGS := -g -O1 -std=c11 -fno-omit-frame-pointer \
     -fno-sanitize-recover=undefined
 # Warnings for the targets only: the library's own flags are the Makefile's.
@@ -22,11 +24,11 @@ FUZZ_WARN := -Wall -Wextra -Werror
 FUZZ_SAN := address,undefined
 FUZZ_LDLIBS := -llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm
 
-FUZZ_LIB_SRC := $(wildcard lib/*.c formats/*.c)
+FUZZ_LIB_SRC := $(wildcard lib/*.c formats/*.c kernels/cpu/*.c)
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FB)/obj/%.o)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FB)/%)
-FUZZ_HDRS := $(wildcard lib/*.h formats/*.h)
+FUZZ_HDRS := $(wildcard lib/*.h formats/*.h kernels/*.h kernels/cpu/*.h)
 
 .PHONY: all
 ifeq ($(HAVE_CLANG),)

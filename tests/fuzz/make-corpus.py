@@ -666,7 +666,8 @@ def make_decode(jpegs, pngs, tiffs, pnms, bmps):
     # opts byte: bits 0-3 min_w/5, bits 4-6 min_h/9, bit 7 no_orient.
     picks = [
         (0x00, jpegs["baseline_420.jpg"], "jpeg_full"),
-        (0x11, jpegs["progressive.jpg"], "jpeg_progressive_min5x9"),  # -> 1/8
+        (0x01, jpegs["optimized_64.jpg"], "jpeg_min5x0"),              # -> 1/8
+        (0x11, jpegs["progressive.jpg"], "jpeg_progressive_min5x9"),  # -> 2/8
         (0x34, jpegs["optimized_64.jpg"], "jpeg_min20x27"),           # -> 4/8
         (0x7F, jpegs["progressive.jpg"], "jpeg_min75x63"),            # -> 8/8
         (0x23, jpegs["cmyk_exif6.jpg"], "jpeg_cmyk_exif6_min15x18"),
