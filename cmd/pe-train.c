@@ -1,0 +1,230 @@
+/*
+ * pe-train - SimCLR pre-training of an encoder on a set of the store; writes
+ * a safetensors checkpoint PyTorch loads. Options: docs/man/pe-train.1.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "pe.h"
+#include "train.h"
+
+static const char *prog = "pe-train";
+
+static void usage(FILE *f) {
+    fputs(
+"usage: pe-train [options] --set NAME -o FILE.safetensors\n"
+"SimCLR pre-training of an encoder on a set of the store.\n"
+"\n"
+"  -S, --store PATH       store (default $PE_STORE, else ./pe.lmdb)\n"
+"  -s, --set NAME         the (unlabeled or labeled) pre-training set\n"
+"  -o, --output FILE      checkpoint, written atomically after every epoch\n"
+"      --resume FILE      continue a run from its checkpoint (same options)\n"
+"      --arch A           small (default) or resnet18 (CIFAR stem)\n"
+"      --width W          resnet18 width multiplier (default 1)\n"
+"      --size N           training resolution (default 32)\n"
+"      --channels 1|3     model input channels (default: the images'; 3 on\n"
+"                         gray images replicates them)\n"
+"      --epochs N         total epochs (default 1)\n"
+"  -b, --batch N          images per batch, 2N views (default 256)\n"
+"      --optim adam|sgd   Adam (default) or SGD with momentum + cosine\n"
+"      --lr X             learning rate (default 1e-3 Adam, 0.06 SGD)\n"
+"      --wd X             weight decay (default 1e-6 Adam, 5e-4 SGD)\n"
+"      --momentum X       SGD momentum (default 0.9)\n"
+"      --warmup E         SGD warm-up epochs before the cosine (default 0)\n"
+"      --temperature T    NT-Xent temperature (default 0.5)\n"
+"      --seed N           seed of init, order and augmentations (default 1)\n"
+"  -j, --threads N        compute threads (default: online CPUs)\n"
+"      --crop-scale LO,HI RandomResizedCrop area range (default 0.08,1)\n"
+"      --crop-ratio LO,HI aspect range (default 0.75,1.3333333)\n"
+"      --jitter B,C,S,H   ColorJitter strengths (default 0.4,0.4,0.4,0.1)\n"
+"      --p-flip P, --p-jitter P, --p-gray P   (default 0.5, 0.8, 0.2)\n"
+"      --mean A[,B,C] --std A[,B,C]   normalisation (default: from the set)\n"
+"      --log FILE         append one JSON line per epoch\n"
+"      --knn-set NAME     labeled set scored by weighted kNN each epoch\n"
+"      --knn-bank NAME    labeled memory bank (default: the training set)\n"
+"      --knn-k K, --knn-t T, --knn-limit N   (default 200, 0.5, all)\n"
+"      --max-steps N      stop after N optimiser steps in total\n"
+"  -h, --help             this help\n"
+"      --version          print the version\n"
+"Exit: 0 ok, 1 error, 2 usage.\n",
+        f);
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= lo && v <= hi))
+        return pe_fail(PE_EUSAGE, "'%s' is not a number in [%g, %g]", s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+/* "a,b[,c...]" into up to n doubles; returns the count or -1. */
+static int parse_list(const char *s, double *v, int n) {
+    int k = 0;
+    const char *p = s;
+    while (k < n) {
+        char *end;
+        v[k] = strtod(p, &end);
+        if (end == p || !isfinite(v[k])) return -1;
+        k++;
+        if (*end == 0) return k;
+        if (*end != ',') return -1;
+        p = end + 1;
+    }
+    return -1;
+}
+
+enum { O_RESUME = 256, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_EPOCHS, O_OPTIM,
+       O_LR, O_WD, O_MOMENTUM, O_WARMUP, O_TEMP, O_SEED, O_SCALE, O_RATIO,
+       O_JITTER, O_PFLIP, O_PJITTER, O_PGRAY, O_MEAN, O_STD, O_LOG, O_KNNSET,
+       O_KNNBANK, O_KNNK, O_KNNT, O_KNNLIMIT, O_MAXSTEPS, O_VERSION };
+
+int main(int argc, char **argv) {
+    if (pe_cli_init_fds()) return PE_EXIT_ERROR;
+    static const struct option lo[] = {
+        {"store", 1, 0, 'S'}, {"set", 1, 0, 's'}, {"output", 1, 0, 'o'},
+        {"resume", 1, 0, O_RESUME}, {"arch", 1, 0, O_ARCH}, {"width", 1, 0, O_WIDTH},
+        {"size", 1, 0, O_SIZE}, {"channels", 1, 0, O_CHANNELS}, {"epochs", 1, 0, O_EPOCHS},
+        {"batch", 1, 0, 'b'}, {"optim", 1, 0, O_OPTIM}, {"lr", 1, 0, O_LR},
+        {"wd", 1, 0, O_WD}, {"momentum", 1, 0, O_MOMENTUM}, {"warmup", 1, 0, O_WARMUP},
+        {"temperature", 1, 0, O_TEMP}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, 'j'},
+        {"crop-scale", 1, 0, O_SCALE}, {"crop-ratio", 1, 0, O_RATIO},
+        {"jitter", 1, 0, O_JITTER}, {"p-flip", 1, 0, O_PFLIP}, {"p-jitter", 1, 0, O_PJITTER},
+        {"p-gray", 1, 0, O_PGRAY}, {"mean", 1, 0, O_MEAN}, {"std", 1, 0, O_STD},
+        {"log", 1, 0, O_LOG}, {"knn-set", 1, 0, O_KNNSET}, {"knn-bank", 1, 0, O_KNNBANK},
+        {"knn-k", 1, 0, O_KNNK}, {"knn-t", 1, 0, O_KNNT}, {"knn-limit", 1, 0, O_KNNLIMIT},
+        {"max-steps", 1, 0, O_MAXSTEPS}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION},
+        {0, 0, 0, 0}};
+    pe_train_opts o;
+    pe_train_opts_default(&o);
+    o.prog = prog;
+    const char *store = NULL;
+    int c, lr_set = 0, wd_set = 0, have_mean = 0, have_std = 0;
+    double d, l[4];
+    uint64_t u;
+    opterr = 0;
+#define NUM(lo_, hi_, dst)                                                     \
+    do {                                                                       \
+        if (parse_double(optarg, lo_, hi_, &d))                                \
+            return pe_cli_usage(prog, "%s: %s", argv[optind - 1], pe_errmsg()); \
+        dst = d;                                                               \
+    } while (0)
+#define INT(lo_, hi_, dst)                                                     \
+    do {                                                                       \
+        if (pe_parse_u64(optarg, lo_, hi_, &u))                                \
+            return pe_cli_usage(prog, "%s: %s", argv[optind - 1], pe_errmsg()); \
+        dst = u;                                                               \
+    } while (0)
+    while ((c = getopt_long(argc, argv, ":S:s:o:b:j:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'S': store = optarg; break;
+        case 's': o.set = optarg; break;
+        case 'o': o.out = optarg; break;
+        case O_RESUME: o.resume = optarg; break;
+        case O_ARCH:
+            if (pe_arch_parse(optarg, &o.arch)) return pe_cli_usage(prog, "%s", pe_errmsg());
+            break;
+        case O_WIDTH: NUM(0.0625, 16, o.width); break;
+        case O_SIZE: INT(8, 1024, o.size); break;
+        case O_CHANNELS:
+            if (strcmp(optarg, "1") && strcmp(optarg, "3"))
+                return pe_cli_usage(prog, "--channels takes 1 or 3");
+            o.channels = atoi(optarg);
+            break;
+        case O_EPOCHS: INT(1, 1000000, o.epochs); break;
+        case 'b': INT(2, 65536, o.batch); break;
+        case O_OPTIM:
+            if (!strcmp(optarg, "adam")) o.optim = PE_OPT_ADAM;
+            else if (!strcmp(optarg, "sgd")) o.optim = PE_OPT_SGD;
+            else return pe_cli_usage(prog, "--optim takes adam or sgd");
+            break;
+        case O_LR: NUM(1e-9, 100, o.lr); lr_set = 1; break;
+        case O_WD: NUM(0, 0.999, o.wd); wd_set = 1; break;
+        case O_MOMENTUM: NUM(0, 0.999, o.momentum); break;
+        case O_WARMUP: NUM(0, 1e6, o.warmup); break;
+        case O_TEMP: NUM(1e-3, 100, o.temperature); break;
+        case O_SEED: INT(0, UINT64_MAX, o.seed); break;
+        case 'j': INT(1, 256, o.threads); break;
+        case O_SCALE:
+            if (parse_list(optarg, l, 2) != 2 || !(l[0] > 0 && l[0] <= l[1] && l[1] <= 1))
+                return pe_cli_usage(prog, "--crop-scale takes LO,HI with 0 < LO <= HI <= 1");
+            o.aug.scale[0] = l[0];
+            o.aug.scale[1] = l[1];
+            break;
+        case O_RATIO:
+            if (parse_list(optarg, l, 2) != 2 || !(l[0] > 0 && l[0] <= l[1] && l[1] < 100))
+                return pe_cli_usage(prog, "--crop-ratio takes LO,HI with 0 < LO <= HI");
+            o.aug.ratio[0] = l[0];
+            o.aug.ratio[1] = l[1];
+            break;
+        case O_JITTER:
+            if (parse_list(optarg, l, 4) != 4 || l[0] < 0 || l[1] < 0 || l[2] < 0 ||
+                l[3] < 0 || l[3] > 0.5)
+                return pe_cli_usage(prog, "--jitter takes B,C,S,H (>= 0, H <= 0.5)");
+            o.aug.brightness = l[0];
+            o.aug.contrast = l[1];
+            o.aug.saturation = l[2];
+            o.aug.hue = l[3];
+            break;
+        case O_PFLIP: NUM(0, 1, o.aug.p_flip); break;
+        case O_PJITTER: NUM(0, 1, o.aug.p_jitter); break;
+        case O_PGRAY: NUM(0, 1, o.aug.p_gray); break;
+        case O_MEAN:
+        case O_STD: {
+            int k = parse_list(optarg, l, 3);
+            if (k != 1 && k != 3) return pe_cli_usage(prog, "%s takes 1 or 3 numbers", argv[optind - 1]);
+            for (int i = 0; i < 3; i++) {
+                float v = (float)l[k == 1 ? 0 : i];
+                if (c == O_MEAN) o.aug.mean[i] = v;
+                else if (v <= 0) return pe_cli_usage(prog, "--std must be positive");
+                else o.aug.std[i] = v;
+            }
+            if (c == O_MEAN) have_mean = 1; else have_std = 1;
+            break;
+        }
+        case O_LOG: o.log = optarg; break;
+        case O_KNNSET: o.knn_set = optarg; break;
+        case O_KNNBANK: o.knn_bank = optarg; break;
+        case O_KNNK: INT(1, 100000, o.knn_k); break;
+        case O_KNNT: NUM(1e-3, 100, o.knn_t); break;
+        case O_KNNLIMIT: INT(1, UINT64_MAX, o.knn_limit); break;
+        case O_MAXSTEPS: INT(1, UINT64_MAX, o.max_steps); break;
+        case 'h': usage(stdout); return PE_EXIT_OK;
+        case O_VERSION: printf("pe-train %s\n", PE_VERSION_STRING); return PE_EXIT_OK;
+        case ':': return pe_cli_usage(prog, "option '%s' needs a value", argv[optind - 1]);
+        default: return pe_cli_usage(prog, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return pe_cli_usage(prog, "unexpected argument '%s'", argv[optind]);
+    if (!o.set) return pe_cli_usage(prog, "name the training set with --set");
+    if (!o.out) return pe_cli_usage(prog, "name the checkpoint with -o FILE");
+    if (have_mean != have_std) return pe_cli_usage(prog, "--mean and --std go together");
+    o.have_norm = have_mean;
+    if (o.optim == PE_OPT_SGD) {
+        if (!lr_set) o.lr = 0.06;
+        if (!wd_set) o.wd = 5e-4;
+    }
+    if (o.knn_bank && !o.knn_set) return pe_cli_usage(prog, "--knn-bank goes with --knn-set");
+    o.progress = isatty(2);
+
+    pe_store *st;
+    int rc = pe_store_open(&st, pe_store_path(store), PE_STORE_RDONLY);
+    if (rc) return pe_cli_fail(prog, rc);
+    pe_train_stats s;
+    rc = pe_train_run(st, &o, stderr, &s);
+    pe_store_close(st);
+    if (rc) return pe_cli_fail(prog, rc);
+    fprintf(stderr, "%s: %d epochs, %llu steps, last loss %.4f, %.1f images/s, "
+            "%.1f s waiting for data of %.1f s",
+            prog, s.epochs_done, (unsigned long long)s.steps, s.last_loss, s.images_per_s,
+            s.wait_seconds, s.seconds);
+    if (s.knn_acc >= 0) fprintf(stderr, ", kNN accuracy %.4f", s.knn_acc);
+    fputc('\n', stderr);
+    return PE_EXIT_OK;
+}

@@ -1,0 +1,818 @@
+/*
+ * train.c - the SimCLR training loop (see train.h).
+ *
+ * One loader thread reads records from LMDB and augments the next batch's
+ * two views while the compute threads (the backend's pool) run the current
+ * one; the two alternate over a double buffer. Every random choice comes
+ * from counter-based streams keyed by (seed, epoch, occurrence, view) and
+ * the epoch order from (seed, epoch), so a run does not depend on thread
+ * timing, and resuming at an epoch boundary continues the same run.
+ *
+ * Not for: kernels, the graph, pixel math, option parsing.
+ */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "escape.h"
+#include "pe.h"
+#include "rng.h"
+#include "safetensors.h"
+
+#define CKPT_FORMAT "pe-train-1"
+
+void pe_train_opts_default(pe_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->arch = PE_ARCH_SMALL;
+    o->width = 1.0;
+    o->size = 32;
+    o->epochs = 1;
+    o->batch = 256;
+    o->optim = PE_OPT_ADAM;
+    o->lr = 1e-3;
+    o->wd = 1e-6;
+    o->momentum = 0.9;
+    o->warmup = 0;
+    o->temperature = 0.5f;
+    o->seed = 1;
+    o->knn_k = 200;
+    o->knn_t = 0.5f;
+    pe_aug_opts_default(&o->aug);
+    o->prog = "pe-train";
+}
+
+/* ---------------- the data ---------------- */
+typedef struct dataset {
+    pe_key *keys;
+    uint32_t *counts;
+    int32_t *labels;
+    size_t n;        /* distinct images */
+    uint32_t *occ;   /* occurrence -> image index (counts expanded) */
+    size_t nocc;
+    uint32_t channels;
+    int nclasses;    /* 1 + largest label, 0 when unlabeled */
+    char fingerprint[17];
+} dataset;
+
+static void dataset_free(dataset *d) {
+    free(d->keys);
+    free(d->counts);
+    free(d->labels);
+    free(d->occ);
+    memset(d, 0, sizeof *d);
+}
+
+static int dataset_load(pe_txn *t, const char *set, dataset *d) {
+    pe_set_iter *it = NULL;
+    pe_set_entry e;
+    size_t cap = 0;
+    int rc = pe_set_iter_open(t, set, 0, &it);
+    if (rc) return rc;
+    XXH64_state_t h;
+    XXH64_reset(&h, 0);
+    while ((rc = pe_set_iter_next(it, &e)) == 1) {
+        if (d->n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            pe_key *k = realloc(d->keys, cap * sizeof *k);
+            uint32_t *c = k ? realloc(d->counts, cap * sizeof *c) : NULL;
+            int32_t *l = c ? realloc(d->labels, cap * sizeof *l) : NULL;
+            if (k) d->keys = k;
+            if (c) d->counts = c;
+            if (l) d->labels = l;
+            if (!k || !c || !l) { rc = ENOMEM; goto out; }
+        }
+        d->keys[d->n] = e.key;
+        d->counts[d->n] = e.count;
+        d->labels[d->n] = e.label;
+        if (e.label + 1 > d->nclasses) d->nclasses = e.label + 1;
+        d->nocc += e.count;
+        XXH64_update(&h, e.key.b, PE_KEY_LEN);
+        XXH64_update(&h, &e.count, sizeof e.count);
+        d->n++;
+    }
+    if (rc < 0 || rc > 1) goto out;
+    rc = 0;
+    snprintf(d->fingerprint, sizeof d->fingerprint, "%016llx",
+             (unsigned long long)XXH64_digest(&h));
+    if (d->nocc > UINT32_MAX) {
+        rc = pe_fail(PE_ETOOBIG, "set '%s' has over 2^32 occurrences", set);
+        goto out;
+    }
+    if (!(d->occ = malloc((d->nocc ? d->nocc : 1) * sizeof *d->occ))) { rc = ENOMEM; goto out; }
+    for (size_t i = 0, o = 0; i < d->n; i++)
+        for (uint32_t c = 0; c < d->counts[i]; c++) d->occ[o++] = (uint32_t)i;
+    if (d->n) {
+        pe_img_hdr hdr;
+        if ((rc = pe_img_stat(t, &d->keys[0], &hdr))) goto out;
+        d->channels = hdr.c;
+    }
+out:
+    pe_set_iter_close(it);
+    return rc;
+}
+
+/* Per-channel mean and std of the pixels (/255) over every occurrence. */
+static int dataset_norm(pe_txn *t, const dataset *d, float *mean, float *std) {
+    double s[3] = {0}, s2[3] = {0}, n = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        pe_image im = {0};
+        int rc = pe_img_get(t, &d->keys[i], &im);
+        if (rc) return rc;
+        size_t px = (size_t)im.w * im.h;
+        for (uint32_t c = 0; c < im.c && c < 3; c++) {
+            double a = 0, b = 0;
+            for (size_t j = 0; j < px; j++) {
+                double v = im.px[j * im.c + c] / 255.0;
+                a += v;
+                b += v * v;
+            }
+            s[c] += a * d->counts[i];
+            s2[c] += b * d->counts[i];
+        }
+        n += (double)px * d->counts[i];
+        pe_image_free(&im);
+    }
+    for (int c = 0; c < 3; c++) {
+        double m = n ? s[c] / n : 0, v = n ? s2[c] / n - m * m : 1;
+        mean[c] = (float)m;
+        std[c] = (float)(v > 1e-12 ? sqrt(v) : 1.0);
+    }
+    if (d->channels == 1) /* a gray image replicated to RGB has equal channels */
+        for (int c = 1; c < 3; c++) {
+            mean[c] = mean[0];
+            std[c] = std[0];
+        }
+    return 0;
+}
+
+/* ---------------- the loader ---------------- */
+typedef struct loader {
+    pe_store *st;
+    const dataset *d;
+    const pe_aug_opts *aug;
+    uint64_t seed;
+    int B, C, S;
+    size_t view_n;        /* C * S * S */
+    uint32_t *order;      /* epoch order of occurrences */
+    uint64_t epoch;
+    size_t nbatches, next; /* batches of this epoch; next to produce */
+    float *buf[2];        /* (2B, C, S, S) each */
+    long filled[2];       /* batch index held, or -1 */
+    int stop, rc;
+    char msg[1024];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th;
+    int running;
+} loader;
+
+static int load_batch(loader *l, pe_txn *t, size_t b, float *x, pe_aug_scratch *sc) {
+    for (int i = 0; i < l->B; i++) {
+        size_t occ = l->order[b * (size_t)l->B + (size_t)i];
+        const pe_key *key = &l->d->keys[l->d->occ[occ]];
+        pe_image im = {0};
+        int rc = pe_img_get(t, key, &im);
+        if (rc) return rc;
+        if (im.c != l->d->channels) {
+            char hx[PE_KEY_HEX + 1];
+            pe_key_to_hex(key, hx);
+            pe_image_free(&im);
+            return pe_fail(PE_EFORMAT, "image %s has %u channels, the set's first image %u",
+                           hx, im.c, l->d->channels);
+        }
+        for (uint32_t v = 0; v < 2 && !rc; v++)
+            rc = pe_augment_view(&im, l->aug, l->seed, l->epoch, occ, v,
+                                 x + ((size_t)v * l->B + (size_t)i) * l->view_n, sc);
+        pe_image_free(&im);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void *loader_main(void *arg) {
+    loader *l = arg;
+    pe_txn *t = NULL;
+    pe_aug_scratch sc = {0};
+    int rc = pe_txn_begin(l->st, 0, &t);
+    pthread_mutex_lock(&l->mu);
+    while (!rc && !l->stop && l->next < l->nbatches) {
+        int slot = (int)(l->next & 1);
+        if (l->filled[slot] >= 0) { /* wait for compute to take it */
+            pthread_cond_wait(&l->cv, &l->mu);
+            continue;
+        }
+        size_t b = l->next;
+        pthread_mutex_unlock(&l->mu);
+        /* a fresh snapshot each batch, so a concurrent writer can reuse pages */
+        rc = pe_txn_renew(t);
+        if (!rc) rc = load_batch(l, t, b, l->buf[slot], &sc);
+        pthread_mutex_lock(&l->mu);
+        if (!rc) {
+            l->filled[slot] = (long)b;
+            l->next++;
+            pthread_cond_broadcast(&l->cv);
+        }
+    }
+    if (rc) {
+        l->rc = rc;
+        snprintf(l->msg, sizeof l->msg, "%s", pe_errmsg());
+        pthread_cond_broadcast(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (t) pe_txn_abort(t);
+    pe_aug_scratch_free(&sc);
+    return NULL;
+}
+
+static int loader_start_epoch(loader *l, uint64_t epoch) {
+    l->epoch = epoch;
+    for (size_t i = 0; i < l->d->nocc; i++) l->order[i] = (uint32_t)i;
+    pe_rng_shuffle(l->seed, epoch, l->order, l->d->nocc);
+    l->next = 0;
+    l->filled[0] = l->filled[1] = -1;
+    l->stop = 0;
+    l->rc = 0;
+    if (pthread_create(&l->th, NULL, loader_main, l)) return pe_fail(EAGAIN, "cannot start the loader");
+    l->running = 1;
+    return 0;
+}
+
+static void loader_stop(loader *l) {
+    if (!l->running) return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->th, NULL);
+    l->running = 0;
+}
+
+/* Waits for batch b; returns its buffer, or NULL on a loader error. */
+static float *loader_get(loader *l, size_t b, double *waited) {
+    int slot = (int)(b & 1);
+    double t0 = pe_now();
+    pthread_mutex_lock(&l->mu);
+    while (l->filled[slot] != (long)b && !l->rc) pthread_cond_wait(&l->cv, &l->mu);
+    float *x = l->rc ? NULL : l->buf[slot];
+    pthread_mutex_unlock(&l->mu);
+    *waited += pe_now() - t0;
+    return x;
+}
+
+static void loader_release(loader *l, size_t b) {
+    pthread_mutex_lock(&l->mu);
+    l->filled[b & 1] = -1;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* ---------------- kNN monitor ---------------- */
+typedef struct knn_item {
+    float sim;
+    int32_t label;
+} knn_item;
+
+static int cmp_sim_desc(const void *a, const void *b) {
+    float x = ((const knn_item *)a)->sim, y = ((const knn_item *)b)->sim;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void l2norm_rows(float *x, size_t n, int d) {
+    for (size_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)x[i * d + j] * x[i * d + j];
+        float inv = (float)(1.0 / fmax(sqrt(s), 1e-12));
+        for (int j = 0; j < d; j++) x[i * d + j] *= inv;
+    }
+}
+
+double pe_knn_accuracy(const float *bank, const int32_t *bank_labels, size_t nbank,
+                       const float *test, const int32_t *test_labels, size_t ntest,
+                       int d, int k, float t, int nclasses) {
+    float *bn = malloc(nbank * (size_t)d * sizeof *bn), *tn = malloc((size_t)d * sizeof *tn);
+    knn_item *items = malloc(nbank * sizeof *items);
+    double *votes = calloc((size_t)(nclasses > 0 ? nclasses : 1), sizeof *votes);
+    size_t correct = 0, counted = 0;
+    if (!bn || !tn || !items || !votes || nbank == 0) goto out;
+    memcpy(bn, bank, nbank * (size_t)d * sizeof *bn);
+    l2norm_rows(bn, nbank, d);
+    if ((size_t)k > nbank) k = (int)nbank;
+    for (size_t i = 0; i < ntest; i++) {
+        if (test_labels[i] < 0) continue;
+        memcpy(tn, test + i * d, (size_t)d * sizeof *tn);
+        l2norm_rows(tn, 1, d);
+        for (size_t j = 0; j < nbank; j++) {
+            float s = 0;
+            for (int q = 0; q < d; q++) s += tn[q] * bn[j * d + q];
+            items[j] = (knn_item){s, bank_labels[j]};
+        }
+        qsort(items, nbank, sizeof *items, cmp_sim_desc);
+        memset(votes, 0, (size_t)nclasses * sizeof *votes);
+        for (int j = 0; j < k; j++)
+            if (items[j].label >= 0 && items[j].label < nclasses)
+                votes[items[j].label] += exp(items[j].sim / t);
+        int best = 0;
+        for (int c = 1; c < nclasses; c++)
+            if (votes[c] > votes[best]) best = c;
+        correct += best == test_labels[i];
+        counted++;
+    }
+out:
+    free(bn);
+    free(tn);
+    free(items);
+    free(votes);
+    return counted ? (double)correct / (double)counted : -1.0;
+}
+
+/* Features (eval mode, the whole image resized to size, normalised) of the
+ * first `limit` images of a set; labels alongside. */
+static int features_of(pe_store *st, pe_model *m, pe_backend *be, const dataset *d,
+                       const pe_aug_opts *aug, size_t limit, int n, float **feat,
+                       int32_t **labels, size_t *count) {
+    int S = pe_model_get_cfg(m)->size, C = pe_model_get_cfg(m)->channels;
+    int fd = pe_model_feat_dim(m), rc = 0;
+    size_t view = (size_t)C * S * S, total = d->n < limit || !limit ? d->n : limit;
+    float *x = malloc((size_t)n * view * sizeof *x);
+    float *dx = be->alloc(be, (size_t)n * view * sizeof(float));
+    float *out = malloc(total * (size_t)fd * sizeof *out);
+    int32_t *lab = malloc(total * sizeof *lab);
+    float *hf = malloc((size_t)n * fd * sizeof *hf);
+    pe_txn *t = NULL;
+    pe_aug_scratch sc = {0};
+    if (!x || !dx || !out || !lab || !hf) { rc = ENOMEM; goto out; }
+    if ((rc = pe_txn_begin(st, 0, &t))) goto out;
+    for (size_t b = 0; b < total; b += (size_t)n) {
+        size_t nb = total - b < (size_t)n ? total - b : (size_t)n;
+        for (size_t i = 0; i < (size_t)n; i++) {
+            size_t src = b + (i < nb ? i : 0); /* pad with the batch's first */
+            pe_image im = {0};
+            if ((rc = pe_img_get(t, &d->keys[src], &im))) goto out;
+            pe_aug_params p = {0};
+            p.box = (pe_box){0, 0, im.h, im.w};
+            rc = pe_aug_apply(&im, aug, &p, x + i * view, &sc);
+            pe_image_free(&im);
+            if (rc) goto out;
+        }
+        if ((rc = be->upload(be, dx, x, (size_t)n * view * sizeof(float))) ||
+            (rc = pe_model_forward(m, dx, 0, 0)) ||
+            (rc = be->download(be, hf, pe_model_features(m), (size_t)n * fd * sizeof(float))))
+            goto out;
+        memcpy(out + b * fd, hf, nb * (size_t)fd * sizeof *out);
+        for (size_t i = 0; i < nb; i++) lab[b + i] = d->labels[b + i];
+        if ((rc = pe_txn_renew(t))) goto out;
+    }
+    *feat = out;
+    *labels = lab;
+    *count = total;
+    out = NULL;
+    lab = NULL;
+out:
+    if (t) pe_txn_abort(t);
+    pe_aug_scratch_free(&sc);
+    free(x);
+    if (dx) be->free(be, dx);
+    free(out);
+    free(lab);
+    free(hf);
+    return rc;
+}
+
+/* ---------------- checkpoints ---------------- */
+typedef struct trainer {
+    const pe_train_opts *o;
+    pe_store *st;
+    pe_backend *be;
+    pe_model *m;
+    dataset d;
+    float *s1, *s2; /* Adam m and v, or SGD momentum (s1) */
+    uint64_t step;
+    int epochs_done;
+    float mean[3], std[3];
+} trainer;
+
+static int add_meta(pe_st_writer *w, const char *k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int add_meta(pe_st_writer *w, const char *k, const char *fmt, ...) {
+    char v[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof v, fmt, ap);
+    va_end(ap);
+    return pe_st_writer_meta(w, k, v);
+}
+
+static int save_checkpoint(trainer *tr, const char *path) {
+    const pe_train_opts *o = tr->o;
+    pe_model *m = tr->m;
+    pe_backend *be = tr->be;
+    size_t np = pe_model_nparams(m), nb = pe_model_nbuffers(m);
+    float *hp = malloc(np * sizeof *hp), *hb = malloc((nb ? nb : 1) * sizeof *hb);
+    float *h1 = malloc(np * sizeof *h1), *h2 = o->optim == PE_OPT_ADAM ? malloc(np * sizeof *h2) : NULL;
+    char (*names)[96] = NULL;
+    pe_st_writer *w = NULL;
+    int rc = 0, nt = pe_model_ntensors(m);
+    if (!hp || !hb || !h1 || (o->optim == PE_OPT_ADAM && !h2)) { rc = ENOMEM; goto out; }
+    if ((rc = be->download(be, hp, pe_model_params(m), np * sizeof(float))) ||
+        (rc = be->download(be, hb, pe_model_buffers(m), nb * sizeof(float))) ||
+        (rc = be->download(be, h1, tr->s1, np * sizeof(float))) ||
+        (h2 && (rc = be->download(be, h2, tr->s2, np * sizeof(float)))))
+        goto out;
+    if ((rc = pe_st_writer_open(&w))) goto out;
+    names = calloc((size_t)nt * 2, sizeof *names);
+    if (!names) { rc = ENOMEM; goto out; }
+    int64_t *counts = pe_model_counts(m);
+    for (int i = 0; i < nt && !rc; i++) {
+        const pe_tensor_info *t = pe_model_tensor(m, i);
+        size_t shape[4];
+        for (int k = 0; k < t->ndim; k++) shape[k] = (size_t)t->shape[k];
+        if (t->kind == PE_T_COUNT) {
+            rc = pe_st_writer_add(w, t->name, PE_ST_I64, 0, NULL, &counts[t->off]);
+        } else if (t->kind == PE_T_RUNNING) {
+            rc = pe_st_writer_add(w, t->name, PE_ST_F32, (size_t)t->ndim, shape, hb + t->off);
+        } else {
+            rc = pe_st_writer_add(w, t->name, PE_ST_F32, (size_t)t->ndim, shape, hp + t->off);
+            if (!rc) {
+                snprintf(names[2 * i], sizeof names[0], "optimizer.%s.%s",
+                         o->optim == PE_OPT_ADAM ? "exp_avg" : "momentum_buffer", t->name);
+                rc = pe_st_writer_add(w, names[2 * i], PE_ST_F32, (size_t)t->ndim, shape, h1 + t->off);
+            }
+            if (!rc && h2) {
+                snprintf(names[2 * i + 1], sizeof names[0], "optimizer.exp_avg_sq.%s", t->name);
+                rc = pe_st_writer_add(w, names[2 * i + 1], PE_ST_F32, (size_t)t->ndim, shape, h2 + t->off);
+            }
+        }
+    }
+    const pe_model_cfg *c = pe_model_get_cfg(m);
+    if (rc || (rc = add_meta(w, "format", CKPT_FORMAT)) ||
+        (rc = add_meta(w, "arch", "%s", pe_arch_name(c->arch))) ||
+        (rc = add_meta(w, "width", "%.17g", c->width)) ||
+        (rc = add_meta(w, "channels", "%d", c->channels)) ||
+        (rc = add_meta(w, "size", "%d", c->size)) ||
+        (rc = add_meta(w, "feature_dim", "%d", pe_model_feat_dim(m))) ||
+        (rc = add_meta(w, "head", "%d-%d", c->head_hidden, c->head_out)) ||
+        (rc = add_meta(w, "set", "%s", o->set)) ||
+        (rc = add_meta(w, "set_fingerprint", "%s", tr->d.fingerprint)) ||
+        (rc = add_meta(w, "epochs_done", "%d", tr->epochs_done)) ||
+        (rc = add_meta(w, "epochs", "%d", o->epochs)) ||
+        (rc = add_meta(w, "step", "%llu", (unsigned long long)tr->step)) ||
+        (rc = add_meta(w, "batch", "%d", o->batch)) ||
+        (rc = add_meta(w, "seed", "%llu", (unsigned long long)o->seed)) ||
+        (rc = add_meta(w, "optimizer", "%s", o->optim == PE_OPT_ADAM ? "adam" : "sgd")) ||
+        (rc = add_meta(w, "lr", "%.17g", o->lr)) ||
+        (rc = add_meta(w, "weight_decay", "%.17g", o->wd)) ||
+        (rc = add_meta(w, "momentum", "%.17g", o->momentum)) ||
+        (rc = add_meta(w, "warmup_epochs", "%.17g", o->warmup)) ||
+        (rc = add_meta(w, "temperature", "%.9g", (double)o->temperature)) ||
+        (rc = add_meta(w, "mean", "%.9g,%.9g,%.9g", (double)tr->mean[0], (double)tr->mean[1], (double)tr->mean[2])) ||
+        (rc = add_meta(w, "std", "%.9g,%.9g,%.9g", (double)tr->std[0], (double)tr->std[1], (double)tr->std[2])) ||
+        (rc = add_meta(w, "crop_scale", "%.9g,%.9g", o->aug.scale[0], o->aug.scale[1])) ||
+        (rc = add_meta(w, "crop_ratio", "%.9g,%.9g", o->aug.ratio[0], o->aug.ratio[1])) ||
+        (rc = add_meta(w, "threads", "%d", o->threads)))
+        goto out;
+    rc = pe_st_write_file(w, path);
+out:
+    pe_st_writer_close(w);
+    free(names);
+    free(hp);
+    free(hb);
+    free(h1);
+    free(h2);
+    return rc;
+}
+
+static int meta_num(const pe_st *f, const char *k, double *v) {
+    const char *s = pe_st_meta(f, k);
+    char *end;
+    if (!s) return pe_fail(PE_EFORMAT, "checkpoint lacks '%s'", k);
+    *v = strtod(s, &end);
+    if (*end) return pe_fail(PE_EFORMAT, "checkpoint '%s' is not a number", k);
+    return 0;
+}
+
+/* Loads tensors by name into the model (and optimiser state when s1/s2 are
+ * given); every model tensor must be present with its shape. */
+static int load_tensors(const pe_st *f, pe_model *m, pe_backend *be, int optim,
+                        float *s1, float *s2, const char *path) {
+    size_t np = pe_model_nparams(m), nb = pe_model_nbuffers(m);
+    float *hp = malloc(np * sizeof *hp), *hb = malloc((nb ? nb : 1) * sizeof *hb);
+    float *h1 = s1 ? malloc(np * sizeof *h1) : NULL, *h2 = s2 ? malloc(np * sizeof *h2) : NULL;
+    int rc = 0;
+    if (!hp || !hb || (s1 && !h1) || (s2 && !h2)) { rc = ENOMEM; goto out; }
+    for (int i = 0; i < pe_model_ntensors(m) && !rc; i++) {
+        const pe_tensor_info *t = pe_model_tensor(m, i);
+        const pe_st_tensor *x = pe_st_get(f, t->name);
+        if (!x) { rc = pe_fail(PE_EFORMAT, "%s: no tensor '%s' (another architecture?)", path, t->name); break; }
+        int same = (int)x->ndim == t->ndim && x->numel == t->n;
+        for (int k = 0; same && k < t->ndim; k++) same = x->shape[k] == (size_t)t->shape[k];
+        if (!same) { rc = pe_fail(PE_EFORMAT, "%s: tensor '%s' has another shape than the model's", path, t->name); break; }
+        if (t->kind == PE_T_COUNT) {
+            if (x->dtype != PE_ST_I64) { rc = pe_fail(PE_EFORMAT, "%s: '%s' is not I64", path, t->name); break; }
+            int64_t v;
+            memcpy(&v, x->data, 8);
+            pe_model_counts(m)[t->off] = v;
+            continue;
+        }
+        rc = pe_st_to_f32(x, (t->kind == PE_T_RUNNING ? hb : hp) + t->off, t->n);
+        if (rc || t->kind != PE_T_PARAM || !s1) continue;
+        char nm[112];
+        snprintf(nm, sizeof nm, "optimizer.%s.%s", optim == PE_OPT_ADAM ? "exp_avg" : "momentum_buffer", t->name);
+        const pe_st_tensor *y = pe_st_get(f, nm);
+        if (!y || y->numel != t->n) { rc = pe_fail(PE_EFORMAT, "%s: no optimiser state '%s'", path, nm); break; }
+        if ((rc = pe_st_to_f32(y, h1 + t->off, t->n))) break;
+        if (s2) {
+            snprintf(nm, sizeof nm, "optimizer.exp_avg_sq.%s", t->name);
+            y = pe_st_get(f, nm);
+            if (!y || y->numel != t->n) { rc = pe_fail(PE_EFORMAT, "%s: no optimiser state '%s'", path, nm); break; }
+            rc = pe_st_to_f32(y, h2 + t->off, t->n);
+        }
+    }
+    if (!rc) rc = be->upload(be, pe_model_params(m), hp, np * sizeof(float));
+    if (!rc) rc = be->upload(be, pe_model_buffers(m), hb, nb * sizeof(float));
+    if (!rc && s1) rc = be->upload(be, s1, h1, np * sizeof(float));
+    if (!rc && s2) rc = be->upload(be, s2, h2, np * sizeof(float));
+out:
+    free(hp);
+    free(hb);
+    free(h1);
+    free(h2);
+    return rc;
+}
+
+static int resume_from(trainer *tr, const char *path) {
+    const pe_train_opts *o = tr->o;
+    pe_st *f = NULL;
+    double v;
+    int rc = pe_st_read_file(&f, path);
+    if (rc) return rc;
+    const char *fmt = pe_st_meta(f, "format"), *arch = pe_st_meta(f, "arch");
+    const char *fp = pe_st_meta(f, "set_fingerprint"), *opt = pe_st_meta(f, "optimizer");
+    const pe_model_cfg *c = pe_model_get_cfg(tr->m);
+    if (!fmt || strcmp(fmt, CKPT_FORMAT)) { rc = pe_fail(PE_EFORMAT, "%s: not a pe-train checkpoint", path); goto out; }
+    if (!arch || strcmp(arch, pe_arch_name(c->arch))) {
+        rc = pe_fail(PE_EFORMAT, "%s: a checkpoint of architecture '%s', not '%s'", path, arch ? arch : "?", pe_arch_name(c->arch));
+        goto out;
+    }
+    if ((rc = meta_num(f, "width", &v))) goto out;
+    if (v != c->width) { rc = pe_fail(PE_EFORMAT, "%s: width %g, not %g", path, v, c->width); goto out; }
+    if ((rc = meta_num(f, "channels", &v))) goto out;
+    if ((int)v != c->channels) { rc = pe_fail(PE_EFORMAT, "%s: %d input channels, not %d", path, (int)v, c->channels); goto out; }
+    if ((rc = meta_num(f, "size", &v))) goto out;
+    if ((int)v != c->size) { rc = pe_fail(PE_EFORMAT, "%s: size %d, not %d", path, (int)v, c->size); goto out; }
+    if (!fp || strcmp(fp, tr->d.fingerprint)) { rc = pe_fail(PE_EFORMAT, "%s: trained on other data (set fingerprint differs)", path); goto out; }
+    if (!opt || strcmp(opt, o->optim == PE_OPT_ADAM ? "adam" : "sgd")) { rc = pe_fail(PE_EFORMAT, "%s: optimiser '%s' differs", path, opt ? opt : "?"); goto out; }
+    if ((rc = meta_num(f, "batch", &v))) goto out;
+    if ((int)v != o->batch) { rc = pe_fail(PE_EFORMAT, "%s: batch %d differs from %d", path, (int)v, o->batch); goto out; }
+    if ((rc = meta_num(f, "epochs_done", &v))) goto out;
+    tr->epochs_done = (int)v;
+    if ((rc = meta_num(f, "step", &v))) goto out;
+    tr->step = (uint64_t)v;
+    if ((rc = meta_num(f, "seed", &v))) goto out;
+    if ((uint64_t)v != o->seed) { rc = pe_fail(PE_EFORMAT, "%s: seed differs", path); goto out; }
+    const char *mean = pe_st_meta(f, "mean"), *std = pe_st_meta(f, "std");
+    if (!mean || !std ||
+        sscanf(mean, "%g,%g,%g", &tr->mean[0], &tr->mean[1], &tr->mean[2]) != 3 ||
+        sscanf(std, "%g,%g,%g", &tr->std[0], &tr->std[1], &tr->std[2]) != 3) {
+        rc = pe_fail(PE_EFORMAT, "%s: bad mean/std", path);
+        goto out;
+    }
+    rc = load_tensors(f, tr->m, tr->be, o->optim, tr->s1, o->optim == PE_OPT_ADAM ? tr->s2 : NULL, path);
+out:
+    pe_st_close(f);
+    return rc;
+}
+
+/* ---------------- the run ---------------- */
+static double lr_at(const pe_train_opts *o, uint64_t step, uint64_t total, uint64_t warm) {
+    if (o->optim == PE_OPT_ADAM) return o->lr;
+    if (step < warm) return o->lr * (double)(step + 1) / (double)warm;
+    if (total <= warm) return o->lr;
+    return o->lr * 0.5 * (1.0 + cos(M_PI * (double)(step - warm) / (double)(total - warm)));
+}
+
+static int check_opts(const pe_train_opts *o) {
+    if (!o->set) return pe_fail(PE_EUSAGE, "no training set");
+    if (o->batch < 2 || o->batch > 65536) return pe_fail(PE_EUSAGE, "batch %d out of range (2 to 65536)", o->batch);
+    if (o->epochs < 1 || o->epochs > 1000000) return pe_fail(PE_EUSAGE, "epochs %d out of range", o->epochs);
+    if (!(o->lr > 0 && o->lr < 100)) return pe_fail(PE_EUSAGE, "learning rate %g out of range", o->lr);
+    if (!(o->wd >= 0 && o->wd < 1)) return pe_fail(PE_EUSAGE, "weight decay %g out of range", o->wd);
+    if (!(o->momentum >= 0 && o->momentum < 1)) return pe_fail(PE_EUSAGE, "momentum %g out of range", o->momentum);
+    if (!(o->temperature > 0 && o->temperature <= 100)) return pe_fail(PE_EUSAGE, "temperature %g out of range", (double)o->temperature);
+    if (o->size < 8 || o->size > 1024) return pe_fail(PE_EUSAGE, "size %d out of range (8 to 1024)", o->size);
+    return 0;
+}
+
+int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats *stats) {
+    trainer T = {0}, *tr = &T;
+    memset(stats, 0, sizeof *stats);
+    stats->knn_acc = -1;
+    tr->o = o;
+    tr->st = st;
+    loader L = {0};
+    dataset kb = {0}, kt = {0};
+    pe_txn *t = NULL;
+    FILE *log = NULL;
+    float *dz = NULL, *dx = NULL;
+    pe_aug_opts aug = o->aug;
+    int rc = check_opts(o);
+    if (rc) return rc;
+    pthread_mutex_init(&L.mu, NULL);
+    pthread_cond_init(&L.cv, NULL);
+    if ((rc = pe_txn_begin(st, 0, &t))) goto out;
+    if ((rc = dataset_load(t, o->set, &tr->d))) goto out;
+    if (tr->d.nocc < (size_t)o->batch) {
+        rc = pe_fail(PE_EFORMAT, "set '%s' holds %zu images, fewer than one batch of %d",
+                     o->set, tr->d.nocc, o->batch);
+        goto out;
+    }
+    int C = o->channels ? o->channels : (int)tr->d.channels;
+    if (C != 1 && C != 3) { rc = pe_fail(PE_EUSAGE, "channels %d (1 or 3)", C); goto out; }
+    if (C == 1 && tr->d.channels == 3) {
+        rc = pe_fail(PE_EFORMAT, "set '%s' holds RGB images; a 1-channel model needs gray images", o->set);
+        goto out;
+    }
+    aug.size = (uint32_t)o->size;
+    aug.channels = (uint32_t)C == tr->d.channels ? 0 : (uint32_t)C; /* 0: as the images */
+    if (o->have_norm) {
+        memcpy(tr->mean, o->aug.mean, sizeof tr->mean);
+        memcpy(tr->std, o->aug.std, sizeof tr->std);
+    } else if ((rc = dataset_norm(t, &tr->d, tr->mean, tr->std))) {
+        goto out;
+    }
+    pe_txn_abort(t);
+    t = NULL;
+
+    tr->be = pe_backend_cpu(o->threads);
+    if (!tr->be) { rc = ENOMEM; goto out; }
+    pe_backend *be = tr->be;
+    pe_model_cfg cfg;
+    pe_model_cfg_default(&cfg, o->arch, C, o->size);
+    cfg.width = o->width;
+    if ((rc = pe_model_init(&tr->m, &cfg, be, o->seed))) goto out;
+    int B = o->batch, N = 2 * B;
+    if ((rc = pe_model_set_batch(tr->m, N))) goto out;
+    size_t np = pe_model_nparams(tr->m);
+    tr->s1 = be->alloc(be, np * sizeof(float));
+    tr->s2 = be->alloc(be, np * sizeof(float));
+    if (!tr->s1 || !tr->s2) { rc = ENOMEM; goto out; }
+    if ((rc = be->fill(be, np, 0, tr->s1)) || (rc = be->fill(be, np, 0, tr->s2))) goto out;
+    if (o->resume && (rc = resume_from(tr, o->resume))) goto out;
+    memcpy(aug.mean, tr->mean, sizeof aug.mean);
+    memcpy(aug.std, tr->std, sizeof aug.std);
+    if ((rc = pe_aug_opts_check(&aug))) goto out;
+
+    /* kNN sets */
+    if (o->knn_set) {
+        if ((rc = pe_txn_begin(st, 0, &t))) goto out;
+        rc = dataset_load(t, o->knn_set, &kt);
+        if (!rc) rc = dataset_load(t, o->knn_bank ? o->knn_bank : o->set, &kb);
+        pe_txn_abort(t);
+        t = NULL;
+        if (rc) goto out;
+        if (kb.nclasses == 0) {
+            rc = pe_fail(PE_EFORMAT, "the kNN memory bank '%s' is unlabeled (--knn-bank SET)",
+                         o->knn_bank ? o->knn_bank : o->set);
+            goto out;
+        }
+    }
+    if (o->log && !(log = fopen(o->log, "a"))) {
+        rc = pe_fail(errno, "%s: %s", o->log, strerror(errno));
+        goto out;
+    }
+
+    /* loader */
+    L.st = st;
+    L.d = &tr->d;
+    L.aug = &aug;
+    L.seed = o->seed;
+    L.B = B;
+    L.C = C;
+    L.S = o->size;
+    L.view_n = (size_t)C * o->size * o->size;
+    L.nbatches = tr->d.nocc / (size_t)B; /* the last incomplete batch is dropped */
+    L.order = malloc(tr->d.nocc * sizeof *L.order);
+    L.buf[0] = malloc((size_t)N * L.view_n * sizeof(float));
+    L.buf[1] = malloc((size_t)N * L.view_n * sizeof(float));
+    dx = be->alloc(be, (size_t)N * L.view_n * sizeof(float));
+    dz = be->alloc(be, (size_t)N * cfg.head_out * sizeof(float));
+    if (!L.order || !L.buf[0] || !L.buf[1] || !dx || !dz) { rc = ENOMEM; goto out_dx; }
+
+    uint64_t total = (uint64_t)o->epochs * L.nbatches;
+    uint64_t warm = (uint64_t)(o->warmup * (double)L.nbatches + 0.5);
+    double t_start = pe_now();
+    for (int ep = tr->epochs_done; ep < o->epochs && !rc; ep++) {
+        double t0 = pe_now(), wait = 0, loss_sum = 0, lr = o->lr;
+        uint64_t done = 0;
+        if ((rc = loader_start_epoch(&L, (uint64_t)ep))) break;
+        for (size_t b = 0; b < L.nbatches && !rc; b++) {
+            if (o->max_steps && tr->step >= o->max_steps) break;
+            float *x = loader_get(&L, b, &wait);
+            if (!x) {
+                rc = pe_fail(L.rc, "%s", L.msg);
+                break;
+            }
+            rc = be->upload(be, dx, x, (size_t)N * L.view_n * sizeof(float));
+            loader_release(&L, b);
+            float loss = 0;
+            if (!rc) rc = pe_model_forward(tr->m, dx, 1, 1);
+            if (!rc) rc = be->ntxent(be, N, cfg.head_out, pe_model_z(tr->m), o->temperature, &loss, dz);
+            if (!rc && !isfinite(loss)) {
+                rc = pe_fail(PE_ECORRUPT, "the loss is %s at epoch %d step %llu: training "
+                             "diverged (lower the learning rate); the last good checkpoint is kept",
+                             isnan(loss) ? "NaN" : "infinite", ep + 1, (unsigned long long)tr->step);
+                break;
+            }
+            if (!rc) rc = pe_model_backward(tr->m, dz);
+            lr = lr_at(o, tr->step, total, warm);
+            if (!rc && o->optim == PE_OPT_ADAM)
+                rc = be->adam(be, np, pe_model_params(tr->m), pe_model_grads(tr->m), tr->s1, tr->s2,
+                              (float)lr, 0.9f, 0.999f, 1e-8f, (float)o->wd, (long)tr->step + 1);
+            else if (!rc)
+                rc = be->sgd(be, np, pe_model_params(tr->m), pe_model_grads(tr->m), tr->s1,
+                             (float)lr, (float)o->momentum, (float)o->wd, tr->step == 0);
+            if (rc) break;
+            tr->step++;
+            done++;
+            loss_sum += loss;
+            stats->last_loss = loss;
+            if (o->progress) {
+                double dt = pe_now() - t0;
+                fprintf(err, "\r%s: epoch %d/%d batch %zu/%zu loss %.4f %.0f img/s ", o->prog,
+                        ep + 1, o->epochs, b + 1, L.nbatches, (double)loss,
+                        dt > 0 ? (double)(done * (uint64_t)B) / dt : 0.0);
+            }
+        }
+        loader_stop(&L);
+        if (rc) break;
+        if (!done) break; /* max_steps reached */
+        double dt = pe_now() - t0;
+        tr->epochs_done = ep + 1;
+        stats->epochs_done = ep + 1;
+        stats->wait_seconds += wait;
+        double knn = -1;
+        if (o->knn_set) {
+            float *fb = NULL, *ft = NULL;
+            int32_t *lb = NULL, *lt = NULL;
+            size_t nb = 0, ntt = 0;
+            rc = features_of(st, tr->m, be, &kb, &aug, 0, N, &fb, &lb, &nb);
+            if (!rc) rc = features_of(st, tr->m, be, &kt, &aug, o->knn_limit, N, &ft, &lt, &ntt);
+            if (!rc) {
+                int ncls = kb.nclasses > kt.nclasses ? kb.nclasses : kt.nclasses;
+                knn = pe_knn_accuracy(fb, lb, nb, ft, lt, ntt, pe_model_feat_dim(tr->m),
+                                      o->knn_k, o->knn_t, ncls);
+                stats->knn_acc = knn;
+            }
+            free(fb);
+            free(ft);
+            free(lb);
+            free(lt);
+            if (rc) break;
+        }
+        if (o->progress) fputc('\n', err);
+        if (log) {
+            fprintf(log, "{\"epoch\":%d,\"steps\":%llu,\"loss\":%.6f,\"lr\":%.6g,"
+                    "\"images_per_s\":%.1f,\"seconds\":%.3f,\"wait_seconds\":%.3f",
+                    ep + 1, (unsigned long long)tr->step, loss_sum / (double)done, lr,
+                    (double)(done * (uint64_t)B) / dt, dt, wait);
+            if (knn >= 0) fprintf(log, ",\"knn_acc\":%.4f", knn);
+            fputs("}\n", log);
+            fflush(log);
+        }
+        if (o->out && (rc = save_checkpoint(tr, o->out))) break;
+    }
+    stats->steps = tr->step;
+    stats->seconds = pe_now() - t_start;
+    if (stats->seconds > 0)
+        stats->images_per_s = (double)(stats->steps * (uint64_t)B) / stats->seconds;
+out_dx:
+    loader_stop(&L);
+out:
+    if (t) pe_txn_abort(t);
+    if (log) fclose(log);
+    free(L.order);
+    free(L.buf[0]);
+    free(L.buf[1]);
+    if (tr->be) {
+        if (dz) tr->be->free(tr->be, dz);
+        if (dx) tr->be->free(tr->be, dx);
+        if (tr->s1) tr->be->free(tr->be, tr->s1);
+        if (tr->s2) tr->be->free(tr->be, tr->s2);
+        pe_model_free(tr->m);
+        tr->be->destroy(tr->be);
+    }
+    dataset_free(&tr->d);
+    dataset_free(&kb);
+    dataset_free(&kt);
+    pthread_mutex_destroy(&L.mu);
+    pthread_cond_destroy(&L.cv);
+    return rc;
+}

@@ -1,0 +1,76 @@
+/*
+ * train.h - SimCLR pre-training of an encoder on a set of the store
+ * (pe-train): data loading with augmentation ahead of compute, NT-Xent,
+ * Adam or SGD with warm-up and cosine, kNN monitoring, safetensors
+ * checkpoints with optimiser state and exact resume.
+ *
+ * Not for: option parsing (cmd/pe-train.c), the model graph (model.c), the
+ * kernels (kernels/) or the augmentations' pixel math (augment.c).
+ */
+#ifndef PE_TRAIN_H
+#define PE_TRAIN_H
+
+#include <stdio.h>
+
+#include "augment.h"
+#include "model.h"
+#include "store.h"
+
+typedef enum pe_optim { PE_OPT_ADAM = 0, PE_OPT_SGD = 1 } pe_optim;
+
+typedef struct pe_train_opts {
+    const char *set;        /* the pre-training set */
+    pe_arch arch;
+    double width;           /* resnet18 width multiplier */
+    int size;               /* training resolution (views are size x size) */
+    int channels;           /* model input channels; 0 = the images' */
+    int epochs;             /* total epochs (a resumed run continues to it) */
+    int batch;              /* images per batch (2x views) */
+    pe_optim optim;
+    double lr, wd, momentum;
+    double warmup;          /* SGD: warm-up epochs (linear), then cosine */
+    float temperature;
+    uint64_t seed;
+    int threads;            /* compute threads; 0 = online CPUs */
+    pe_aug_opts aug;        /* crop scale/ratio, probabilities, strengths */
+    int have_norm;          /* aug.mean/std given; else computed from the set */
+    const char *out;        /* checkpoint path (written each epoch) */
+    const char *resume;     /* checkpoint to continue from */
+    const char *log;        /* NDJSON per epoch, appended */
+    const char *knn_set;    /* labeled set evaluated by weighted kNN */
+    const char *knn_bank;   /* labeled memory bank (default: the training set) */
+    int knn_k;              /* 200 */
+    float knn_t;            /* 0.5 */
+    uint64_t knn_limit;     /* evaluate at most this many test images (0 = all) */
+    uint64_t max_steps;     /* stop after this many steps in total (0 = none) */
+    int progress;           /* progress line on stderr */
+    const char *prog;
+} pe_train_opts;
+
+void pe_train_opts_default(pe_train_opts *o);
+
+/* What a run measured, for the caller's summary and benchmarks. */
+typedef struct pe_train_stats {
+    int epochs_done;
+    uint64_t steps;
+    double last_loss;
+    double seconds, wait_seconds; /* total, and compute waiting for data */
+    double images_per_s;
+    double knn_acc;               /* last kNN accuracy, or -1 */
+} pe_train_stats;
+
+/* Runs the training. Returns 0, or an error code with the message naming
+ * the cause (an empty set, a wrong channel count, NaN loss: the last good
+ * checkpoint is kept). */
+int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err,
+                 pe_train_stats *stats);
+
+/* Weighted kNN accuracy (k neighbours by cosine similarity, votes
+ * exp(sim / t)) of test features against bank features, both (n, d)
+ * row-major, L2-normalised here. Labels 0..nclasses-1. */
+double pe_knn_accuracy(const float *bank, const int32_t *bank_labels,
+                       size_t nbank, const float *test,
+                       const int32_t *test_labels, size_t ntest, int d, int k,
+                       float t, int nclasses);
+
+#endif

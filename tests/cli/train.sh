@@ -1,0 +1,65 @@
+# pe-train on a tiny set with a tiny model: plumbing, the checkpoint's
+# contents, byte-identical reruns, N epochs straight = k epochs + --resume,
+# the kNN log, and bad inputs.
+. "$(dirname "$0")/lib.sh"
+export PE_STORE="$T/s.lmdb"
+fm=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+[ -f $fm ] || { echo "skip: dataset-fashion-mnist not installed"; exit 0; }
+pe-ingest -q --set all $fm > all.keys || fail "ingest"
+# a 96-image labeled training set and a 64-image test set, via --from-store
+head -96 all.keys > tr.keys
+sed -n '97,160p' all.keys > te.keys
+# build the small sets from PNG exports of the chosen keys (a real pipeline)
+cut -f1 tr.keys | pe-export -o trimg --set all - 2>/dev/null || fail "export train"
+cut -f1 te.keys | pe-export -o teimg --set all - 2>/dev/null || fail "export test"
+pe-ingest -q --set tr trimg >/dev/null || fail "ingest train"
+pe-ingest -q --set te teimg >/dev/null || fail "ingest test"
+
+common="--set tr --arch small --size 16 --batch 16 --seed 7 -j 2 --crop-scale 0.5,1"
+expect_rc 0 pe-train $common --epochs 2 -o a.st --log a.log --knn-set te --knn-k 5
+err_has "2 epochs, 12 steps"
+[ -s a.st ] || fail "no checkpoint"
+[ "$(wc -l < a.log)" = 2 ] || fail "log lines: $(cat a.log)"
+$PY - a.st a.log <<'PYEOF' || fail "checkpoint or log content"
+import json, struct, sys
+d = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", d[:8])[0]
+h = json.loads(d[8:8 + n])
+meta = h.pop("__metadata__")
+assert meta["arch"] == "small" and meta["epochs_done"] == "2" and meta["step"] == "12", meta
+for k in ["0.weight", "1.running_mean", "1.num_batches_tracked", "5.4.weight",
+          "head.0.weight", "head.1.weight", "head.3.bias", "optimizer.exp_avg.0.weight"]:
+    assert k in h, k
+assert h["1.num_batches_tracked"]["dtype"] == "I64" and h["1.num_batches_tracked"]["shape"] == []
+assert h["0.weight"]["shape"] == [16, 1, 3, 3]
+for line in open(sys.argv[2]):
+    e = json.loads(line)
+    assert e["loss"] > 0 and 0 <= e["knn_acc"] <= 1, e
+PYEOF
+# the same run again: byte-identical checkpoint
+expect_rc 0 pe-train $common --epochs 2 -o b.st
+cmp a.st b.st || fail "the same seed and threads gave another checkpoint"
+# 1 epoch, then --resume to 2: the same as 2 straight
+expect_rc 0 pe-train $common --epochs 1 -o c.st
+expect_rc 0 pe-train $common --epochs 2 --resume c.st -o c.st
+cmp a.st c.st || fail "1 epoch + resume differs from 2 epochs straight"
+# another seed: another checkpoint
+expect_rc 0 pe-train --set tr --arch small --size 16 --batch 16 --seed 8 -j 2 --epochs 1 -o d.st
+cmp -s c.st d.st && fail "seed has no effect"
+
+# bad inputs: clear errors, nonzero exit, no checkpoint
+usage_error pe-train --set tr
+usage_error pe-train --set tr -o x.st --batch 1
+usage_error pe-train --set tr -o x.st --lr -1
+usage_error pe-train --set tr -o x.st --arch vgg
+expect_rc 1 pe-train --set nope -o x.st
+err_has "no such set"
+expect_rc 1 pe-train --set te -o x.st --batch 128
+err_has "fewer than one batch"
+expect_rc 1 pe-train --set tr --arch resnet18 --width 0.125 --size 16 --batch 16 --resume a.st -o x.st
+err_has "architecture"
+[ -e x.st ] && fail "a failed run wrote a checkpoint"
+echo "garbage" > bad.st
+expect_rc 1 pe-train $common --epochs 2 --resume bad.st -o y.st
+err_has "bad.st"
+exit 0
