@@ -605,3 +605,15 @@ float *pe_model_buffers(pe_model *m) { return m->buf; }
 int64_t *pe_model_counts(pe_model *m) { return m->counts; }
 size_t pe_model_nparams(const pe_model *m) { return m->np; }
 size_t pe_model_nbuffers(const pe_model *m) { return m->nbuf; }
+
+double pe_model_flops_per_input(const pe_model *m) {
+    double f = 0;
+    for (int i = 0; i < m->nops; i++) {
+        const op *o = &m->ops[i];
+        if (o->kind == OP_CONV)
+            f += 2.0 * o->conv.K * o->conv.C * o->conv.R * o->conv.S * o->conv.P * o->conv.Q;
+        else if (o->kind == OP_LINEAR)
+            f += 2.0 * o->fin * o->fout;
+    }
+    return f;
+}

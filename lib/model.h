@@ -96,6 +96,10 @@ float *pe_model_grads(pe_model *m);    /* backend memory, n_params */
 float *pe_model_buffers(pe_model *m);  /* backend memory, n_buffers */
 int64_t *pe_model_counts(pe_model *m); /* host, one per BN */
 size_t pe_model_nparams(const pe_model *m);
+/* Nominal forward FLOPs per input (direct convolution and dense layers,
+ * 2 per multiply-add; no credit for fast algorithms). A training step
+ * counts 3x (forward, backward data, backward filter). */
+double pe_model_flops_per_input(const pe_model *m);
 size_t pe_model_nbuffers(const pe_model *m);
 
 #endif

@@ -502,14 +502,19 @@ static int meta_num(const pe_st *f, const char *k, double *v) {
 /* Loads tensors by name into the model (and optimiser state when s1/s2 are
  * given); every model tensor must be present with its shape. */
 static int load_tensors(const pe_st *f, pe_model *m, pe_backend *be, int optim,
-                        float *s1, float *s2, const char *path) {
+                        float *s1, float *s2, const char *path, int skip_head) {
     size_t np = pe_model_nparams(m), nb = pe_model_nbuffers(m);
     float *hp = malloc(np * sizeof *hp), *hb = malloc((nb ? nb : 1) * sizeof *hb);
     float *h1 = s1 ? malloc(np * sizeof *h1) : NULL, *h2 = s2 ? malloc(np * sizeof *h2) : NULL;
     int rc = 0;
     if (!hp || !hb || (s1 && !h1) || (s2 && !h2)) { rc = ENOMEM; goto out; }
+    /* tensors a file may leave out (a skipped head) keep their values */
+    if ((rc = be->download(be, hp, pe_model_params(m), np * sizeof(float))) ||
+        (rc = be->download(be, hb, pe_model_buffers(m), nb * sizeof(float))))
+        goto out;
     for (int i = 0; i < pe_model_ntensors(m) && !rc; i++) {
         const pe_tensor_info *t = pe_model_tensor(m, i);
+        if (skip_head && t->head) continue;
         const pe_st_tensor *x = pe_st_get(f, t->name);
         if (!x) { rc = pe_fail(PE_EFORMAT, "%s: no tensor '%s' (another architecture?)", path, t->name); break; }
         int same = (int)x->ndim == t->ndim && x->numel == t->n;
@@ -518,6 +523,7 @@ static int load_tensors(const pe_st *f, pe_model *m, pe_backend *be, int optim,
         if (t->kind == PE_T_COUNT) {
             if (x->dtype != PE_ST_I64) { rc = pe_fail(PE_EFORMAT, "%s: '%s' is not I64", path, t->name); break; }
             int64_t v;
+            if (x->nbytes != 8) { rc = pe_fail(PE_EFORMAT, "%s: '%s' is not one I64", path, t->name); break; }
             memcpy(&v, x->data, 8);
             pe_model_counts(m)[t->off] = v;
             continue;
@@ -585,8 +591,17 @@ static int resume_from(trainer *tr, const char *path) {
         rc = pe_fail(PE_EFORMAT, "%s: bad mean/std", path);
         goto out;
     }
-    rc = load_tensors(f, tr->m, tr->be, o->optim, tr->s1, o->optim == PE_OPT_ADAM ? tr->s2 : NULL, path);
+    rc = load_tensors(f, tr->m, tr->be, o->optim, tr->s1, o->optim == PE_OPT_ADAM ? tr->s2 : NULL, path, 0);
 out:
+    pe_st_close(f);
+    return rc;
+}
+
+int pe_model_load_file(pe_model *m, pe_backend *be, const char *path, int skip_head) {
+    pe_st *f = NULL;
+    int rc = pe_st_read_file(&f, path);
+    if (rc) return rc;
+    rc = load_tensors(f, m, be, 0, NULL, NULL, path, skip_head);
     pe_st_close(f);
     return rc;
 }

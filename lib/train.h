@@ -65,6 +65,14 @@ typedef struct pe_train_stats {
 int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err,
                  pe_train_stats *stats);
 
+/* Loads the encoder (and head, when the file has it) of a safetensors
+ * checkpoint into m: every tensor of m must be present with its shape;
+ * F32, F16, BF16 or F64 data; num_batches_tracked as I64. Works for files
+ * written by pe-train and by PyTorch (a state_dict saved with the format's
+ * few lines of Python); head tensors are optional (skip_head = 1 ignores
+ * them). The reader is strict about untrusted files. */
+int pe_model_load_file(pe_model *m, pe_backend *be, const char *path, int skip_head);
+
 /* Weighted kNN accuracy (k neighbours by cosine similarity, votes
  * exp(sim / t)) of test features against bank features, both (n, d)
  * row-major, L2-normalised here. Labels 0..nclasses-1. */

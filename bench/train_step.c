@@ -1,0 +1,62 @@
+/*
+ * train_step.c - pe's SimCLR training step on synthetic data, the same step
+ * as ../shared/bench/torch_simclr_step.py: forward of 2B views in one batch,
+ * NT-Xent (T 0.5), backward, SGD with momentum 0.9 (lr 0.06, wd 5e-4).
+ *   train_step ARCH SIZE CHANNELS BATCH STEPS THREADS
+ * Prints images/s (one image = two views through the whole step), ms/step,
+ * and achieved GFLOP/s (nominal direct-convolution FLOPs, 3x forward).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "backend.h"
+#include "model.h"
+#include "pe.h"
+
+int main(int argc, char **argv) {
+    if (argc != 7) {
+        fprintf(stderr, "usage: train_step ARCH SIZE CHANNELS BATCH STEPS THREADS\n");
+        return 2;
+    }
+    pe_arch arch;
+    if (pe_arch_parse(argv[1], &arch)) return 2;
+    int size = atoi(argv[2]), ch = atoi(argv[3]), B = atoi(argv[4]), steps = atoi(argv[5]);
+    pe_backend *be = pe_backend_cpu(atoi(argv[6]));
+    pe_model_cfg cfg;
+    pe_model_cfg_default(&cfg, arch, ch, size);
+    pe_model *m;
+    if (!be || pe_model_init(&m, &cfg, be, 1) || pe_model_set_batch(m, 2 * B)) {
+        fprintf(stderr, "train_step: %s\n", pe_errmsg());
+        return 1;
+    }
+    size_t nx = (size_t)2 * B * ch * size * size, np = pe_model_nparams(m);
+    float *x = be->alloc(be, nx * sizeof(float)), *dz = be->alloc(be, (size_t)2 * B * 128 * sizeof(float));
+    float *buf = be->alloc(be, np * sizeof(float));
+    uint64_t s = 12345;
+    for (size_t i = 0; i < nx; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)(s >> 40) / (float)(1 << 24);
+    }
+    double t0 = 0;
+    for (int it = 0; it <= steps; it++) {
+        if (it == 1) t0 = pe_now(); /* the first step warms up */
+        float loss;
+        if (pe_model_forward(m, x, 1, 1) ||
+            be->ntxent(be, 2 * B, 128, pe_model_z(m), 0.5f, &loss, dz) ||
+            pe_model_backward(m, dz) ||
+            be->sgd(be, np, pe_model_params(m), pe_model_grads(m), buf, 0.06f, 0.9f, 5e-4f, it == 0)) {
+            fprintf(stderr, "train_step: %s\n", pe_errmsg());
+            return 1;
+        }
+    }
+    double dt = pe_now() - t0;
+    double flops = 3.0 * pe_model_flops_per_input(m) * 2 * B * steps;
+    printf("pe %s %dx%dx%d batch=%d threads=%s: %.1f images/s, %.0f ms/step, %.1f GFLOP/s\n",
+           argv[1], size, size, ch, B, argv[6], steps * B / dt, dt / steps * 1000, flops / dt / 1e9);
+    be->free(be, x);
+    be->free(be, dz);
+    be->free(be, buf);
+    pe_model_free(m);
+    be->destroy(be);
+    return 0;
+}
