@@ -11,7 +11,8 @@ libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libtiff-dev
 liblmdb-dev lmdb-utils libxxhash-dev zlib1g-dev libdeflate-dev
 dataset-fashion-mnist
 clang libclang-rt-14-dev
-python3 python3-xxhash python3-pil python3-numpy python3-lmdb"
+python3 python3-xxhash python3-pil python3-numpy python3-lmdb
+python3-torch python3-torchvision libopenblas-dev"
 
 if [ "${1:-}" = bench ]; then
     pkgs="$pkgs hyperfine"
