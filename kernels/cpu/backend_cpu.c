@@ -69,6 +69,7 @@ pe_backend *pe_backend_cpu(int nthreads) {
     pe_cpu *cpu = calloc(1, sizeof *cpu);
     if (!b || !cpu) goto fail;
     cpu->nthreads = nthreads;
+    cpu->avx2 = pe_cpu_has_avx2() && !getenv("PE_CPU_SCALAR");
     if (pe_cpu_pool_open(&cpu->pool, nthreads) != 0) goto fail;
 
     b->name = "cpu";

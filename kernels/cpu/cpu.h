@@ -49,6 +49,10 @@ void pe_cpu_parallel_for(pe_cpu_pool *p, size_t n, pe_cpu_item_fn fn,
 typedef struct pe_cpu {
     pe_cpu_pool *pool;
     int nthreads;
+    /* run the AVX2/FMA loops: the CPU has them and PE_CPU_SCALAR was not
+     * set in the environment when the backend was created (tests use it
+     * to exercise the scalar fallbacks on an AVX2 machine) */
+    int avx2;
     /* scratch for ops that take no workspace argument (ntxent, the gemm
      * fallback's packing buffers); grown on demand, freed by destroy */
     void *scratch;
@@ -74,6 +78,20 @@ static inline size_t pe_cpu_chunks(size_t n, size_t grain) {
  * carved one after another out of a workspace stay aligned. */
 static inline size_t pe_cpu_round16(size_t nfloats) {
     return (nfloats + 15) & ~(size_t)15;
+}
+
+/* ---- instruction sets ---------------------------------------------------- */
+
+/* Whether the CPU runs AVX2 and FMA. Kernels with an AVX2/FMA version
+ * (functions compiled with __attribute__((target("avx2,fma"))), so the
+ * build needs no -mavx2) follow pe_cpu.avx2, which starts from this, and
+ * otherwise run their scalar loops. */
+static inline int pe_cpu_has_avx2(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
 }
 
 /* ---- single-threaded GEMM (gemm.c) -------------------------------------- */

@@ -211,7 +211,18 @@ void pe_cpu_sgemm(int transA, int transB, int M, int N, int K, float alpha,
     int ncmax = N < NC ? N : NC;
     float *pa = malloc(sizeof(float) * (size_t)(MC + MR) * KC);
     float *pb = malloc(sizeof(float) * ((size_t)ncmax + NR) * KC);
-    PE_ASSERT(pa && pb); /* the fallback has no error path; ~1 MB */
+    if (!pa || !pb) { /* no memory to pack (~1 MB): slow, but still right */
+        free(pb);
+        free(pa);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float sum = 0;
+                for (int k = 0; k < K; k++)
+                    sum += a_at(transA, A, lda, i, k) * a_at(!transB, B, ldb, j, k);
+                C[(size_t)i * ldc + j] += alpha * sum;
+            }
+        return;
+    }
     float acc[MR][NR];
     for (int j0 = 0; j0 < N; j0 += NC) {
         int nc = N - j0 < NC ? N - j0 : NC;

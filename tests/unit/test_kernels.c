@@ -28,6 +28,7 @@
 #include "pe.h"
 
 static pe_backend *b1, *b2, *b3; /* 1, 2 and 3 threads */
+static pe_backend *bs;           /* 2 threads, scalar loops only */
 static int verbose;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -325,7 +326,7 @@ static void test_gemm_vs_ref(void) {
 
 /* ---- 1. batch norm against the reference -------------------------------- */
 
-static void bn_case(int N, int C, int HW) {
+static void bn_case(pe_backend *b2, int N, int C, int HW) {
     size_t n = (size_t)N * C * HW;
     float *x = randf(n, -1, 2), *dy = randf(n, -1, 1);
     float *gamma = randf((size_t)C, 0.5, 1.5), *beta = randf((size_t)C, -0.5, 0.5);
@@ -385,14 +386,18 @@ static void bn_case(int N, int C, int HW) {
 }
 
 static void test_bn_vs_ref(void) {
-    bn_case(16, 16, 784);  /* small model, first block */
-    bn_case(4, 64, 196);
-    bn_case(16, 128, 49);
-    bn_case(8, 512, 16);   /* resnet layer 4 */
-    bn_case(512, 512, 1);  /* the head's BatchNorm1d */
-    bn_case(3, 70, 5);     /* HW below the per-channel cut, odd block */
-    bn_case(2, 3, 1);      /* two values per channel */
-    bn_case(1, 1, 17);
+    pe_backend *both[2] = {b2, bs}; /* the AVX2 loops (where the CPU has them), the scalar */
+    for (int i = 0; i < 2; i++) {
+        bn_case(both[i], 16, 16, 784); /* small model, first block */
+        bn_case(both[i], 4, 64, 196);
+        bn_case(both[i], 16, 128, 49);
+        bn_case(both[i], 8, 512, 16);  /* resnet layer 4 */
+        bn_case(both[i], 512, 512, 1); /* the head's BatchNorm1d */
+        bn_case(both[i], 3, 70, 5);    /* HW below the per-channel cut, odd block */
+        bn_case(both[i], 2, 3, 1);     /* two values per channel */
+        bn_case(both[i], 1, 1, 17);
+        bn_case(both[i], 2, 5, 23);    /* runs that are not a multiple of 8 or 16 */
+    }
 }
 
 static void test_bn_rejects_one_value(void) {
@@ -439,6 +444,13 @@ static void test_elementwise_vs_ref(void) {
         CHECK_OK(b2->accumulate(b2, n, a, y));
         pe_ref_accumulate(n, a, want2);
         CHECK(same_bits(y, want2, n * 4));
+
+        CHECK_OK(b2->copy(b2, n, a, y)); /* NaN and -0 copied as bits */
+        CHECK(same_bits(y, a, n * 4));
+        CHECK_OK(b2->fill(b2, n, -1.5f, y));
+        int filled = 1;
+        for (size_t i = 0; i < n; i++) filled &= y[i] == -1.5f;
+        CHECK(filled);
         free(dyc), free(want2), free(inplace), free(want), free(y), free(c), free(a);
     }
 }
@@ -904,7 +916,10 @@ int main(void) {
     b1 = pe_backend_cpu(1);
     b2 = pe_backend_cpu(2);
     b3 = pe_backend_cpu(3);
-    if (!b1 || !b2 || !b3) {
+    setenv("PE_CPU_SCALAR", "1", 1);
+    bs = pe_backend_cpu(2);
+    unsetenv("PE_CPU_SCALAR");
+    if (!b1 || !b2 || !b3 || !bs) {
         fprintf(stderr, "test_kernels: cannot create the CPU backend\n");
         return 1;
     }
@@ -928,6 +943,7 @@ int main(void) {
     RUN(test_optim_hand);
     RUN(test_threads_conv);
     RUN(test_threads_other);
+    bs->destroy(bs);
     b3->destroy(b3);
     b2->destroy(b2);
     b1->destroy(b1);

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Training-step benchmark: pe's step (bench/train_step.c) beside PyTorch's
+# (../shared/bench/torch_simclr_step.py) with the same architecture, input
+# size, batch and threads, in the same invocation, plus the OpenBLAS SGEMM
+# roof and peak memory of both. Run from the repository root after `make`:
+#   sh bench/train.sh            (STEPS=5 THREADS=2 by default)
+set -eu
+cd "$(dirname "$0")/.."
+STEPS=${STEPS:-5}
+THREADS=${THREADS:-$(nproc)}
+REF=../shared/bench/torch_simclr_step.py
+out=bench/out
+mkdir -p $out
+CFLAGS_BENCH="-O2 -D_GNU_SOURCE -Ilib -Iformats -Ikernels"
+LIBS="-llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm"
+blas=$(pkg-config --cflags --libs openblas 2>/dev/null || echo "-lopenblas")
+cc $CFLAGS_BENCH bench/train_step.c build/libpe.a $LIBS $blas -o $out/train_step
+cc -O2 bench/sgemm_roof.c $blas -o $out/sgemm_roof
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
+echo "threads: $THREADS, steps: $STEPS (after one warm-up step)"
+$out/sgemm_roof 1024 1
+$out/sgemm_roof 1024 "$THREADS"
+for cfg in "small 28 1 256" "resnet18 32 3 128"; do
+    set -- $cfg
+    echo "--- $1 ${2}x${2}x${3} batch $4"
+    /usr/bin/time -f "pe peak RSS %M KiB" $out/train_step "$1" "$2" "$3" "$4" "$STEPS" "$THREADS"
+    THREADS=$THREADS /usr/bin/time -f "torch peak RSS %M KiB" /usr/bin/python3 $REF "$1" "$2" "$3" "$4" "$STEPS"
+done
