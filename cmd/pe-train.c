@@ -211,6 +211,8 @@ int main(int argc, char **argv) {
         if (!wd_set) o.wd = 5e-4;
     }
     if (o.knn_bank && !o.knn_set) return pe_cli_usage(prog, "--knn-bank goes with --knn-set");
+    if (o.arch == PE_ARCH_SMALL && o.width != 1.0)
+        return pe_cli_usage(prog, "--width applies to resnet18 only");
     o.progress = isatty(2);
 
     pe_store *st;

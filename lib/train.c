@@ -184,10 +184,11 @@ static int load_batch(loader *l, pe_txn *t, size_t b, float *x, pe_aug_scratch *
         if (rc) return rc;
         if (im.c != l->d->channels) {
             char hx[PE_KEY_HEX + 1];
+            uint32_t c = im.c;
             pe_key_to_hex(key, hx);
             pe_image_free(&im);
             return pe_fail(PE_EFORMAT, "image %s has %u channels, the set's first image %u",
-                           hx, im.c, l->d->channels);
+                           hx, c, l->d->channels);
         }
         for (uint32_t v = 0; v < 2 && !rc; v++)
             rc = pe_augment_view(&im, l->aug, l->seed, l->epoch, occ, v,
@@ -233,11 +234,11 @@ static void *loader_main(void *arg) {
     return NULL;
 }
 
-static int loader_start_epoch(loader *l, uint64_t epoch) {
+static int loader_start_epoch(loader *l, uint64_t epoch, size_t first_batch) {
     l->epoch = epoch;
     for (size_t i = 0; i < l->d->nocc; i++) l->order[i] = (uint32_t)i;
     pe_rng_shuffle(l->seed, epoch, l->order, l->d->nocc);
-    l->next = 0;
+    l->next = first_batch;
     l->filled[0] = l->filled[1] = -1;
     l->stop = 0;
     l->rc = 0;
@@ -397,6 +398,7 @@ typedef struct trainer {
     float *s1, *s2; /* Adam m and v, or SGD momentum (s1) */
     uint64_t step;
     int epochs_done;
+    uint64_t batch_in_epoch; /* batches done of epoch epochs_done (a stop inside it) */
     float mean[3], std[3];
 } trainer;
 
@@ -463,6 +465,7 @@ static int save_checkpoint(trainer *tr, const char *path) {
         (rc = add_meta(w, "set", "%s", o->set)) ||
         (rc = add_meta(w, "set_fingerprint", "%s", tr->d.fingerprint)) ||
         (rc = add_meta(w, "epochs_done", "%d", tr->epochs_done)) ||
+        (rc = add_meta(w, "epoch_batches_done", "%llu", (unsigned long long)tr->batch_in_epoch)) ||
         (rc = add_meta(w, "epochs", "%d", o->epochs)) ||
         (rc = add_meta(w, "step", "%llu", (unsigned long long)tr->step)) ||
         (rc = add_meta(w, "batch", "%d", o->batch)) ||
@@ -477,6 +480,10 @@ static int save_checkpoint(trainer *tr, const char *path) {
         (rc = add_meta(w, "std", "%.9g,%.9g,%.9g", (double)tr->std[0], (double)tr->std[1], (double)tr->std[2])) ||
         (rc = add_meta(w, "crop_scale", "%.9g,%.9g", o->aug.scale[0], o->aug.scale[1])) ||
         (rc = add_meta(w, "crop_ratio", "%.9g,%.9g", o->aug.ratio[0], o->aug.ratio[1])) ||
+        (rc = add_meta(w, "jitter", "%.9g,%.9g,%.9g,%.9g", o->aug.brightness, o->aug.contrast,
+                       o->aug.saturation, o->aug.hue)) ||
+        (rc = add_meta(w, "p_flip_jitter_gray", "%.9g,%.9g,%.9g", o->aug.p_flip, o->aug.p_jitter,
+                       o->aug.p_gray)) ||
         (rc = add_meta(w, "threads", "%d", o->threads)))
         goto out;
     rc = pe_st_write_file(w, path);
@@ -580,6 +587,33 @@ static int resume_from(trainer *tr, const char *path) {
     if ((int)v != o->batch) { rc = pe_fail(PE_EFORMAT, "%s: batch %d differs from %d", path, (int)v, o->batch); goto out; }
     if ((rc = meta_num(f, "epochs_done", &v))) goto out;
     tr->epochs_done = (int)v;
+    if ((rc = meta_num(f, "epoch_batches_done", &v))) goto out;
+    tr->batch_in_epoch = (uint64_t)v;
+    /* everything that shapes the run must be the same, or it is another run */
+    static const char *same[][2] = {{"lr", NULL}, {"weight_decay", NULL}, {"momentum", NULL},
+                                    {"warmup_epochs", NULL}, {"temperature", NULL},
+                                    {"crop_scale", NULL}, {"crop_ratio", NULL},
+                                    {"jitter", NULL}, {"p_flip_jitter_gray", NULL}};
+    char mine[9][128];
+    snprintf(mine[0], 128, "%.17g", o->lr);
+    snprintf(mine[1], 128, "%.17g", o->wd);
+    snprintf(mine[2], 128, "%.17g", o->momentum);
+    snprintf(mine[3], 128, "%.17g", o->warmup);
+    snprintf(mine[4], 128, "%.9g", (double)o->temperature);
+    snprintf(mine[5], 128, "%.9g,%.9g", o->aug.scale[0], o->aug.scale[1]);
+    snprintf(mine[6], 128, "%.9g,%.9g", o->aug.ratio[0], o->aug.ratio[1]);
+    snprintf(mine[7], 128, "%.9g,%.9g,%.9g,%.9g", o->aug.brightness, o->aug.contrast,
+             o->aug.saturation, o->aug.hue);
+    snprintf(mine[8], 128, "%.9g,%.9g,%.9g", o->aug.p_flip, o->aug.p_jitter, o->aug.p_gray);
+    for (int i = 0; i < 9; i++) {
+        const char *theirs = pe_st_meta(f, same[i][0]);
+        if (!theirs || strcmp(theirs, mine[i])) {
+            rc = pe_fail(PE_EUSAGE, "%s: the checkpoint's %s is %s, this run's %s: a resume "
+                         "takes the same options", path, same[i][0], theirs ? theirs : "missing",
+                         mine[i]);
+            goto out;
+        }
+    }
     if ((rc = meta_num(f, "step", &v))) goto out;
     tr->step = (uint64_t)v;
     if ((rc = meta_num(f, "seed", &v))) goto out;
@@ -699,6 +733,16 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
             goto out;
         }
     }
+    if (o->out) { /* fail now, not after an epoch, when -o cannot be written */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", o->out);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        if (access(slash ? (dir[0] ? dir : "/") : ".", W_OK) != 0) {
+            rc = pe_fail(errno, "%s: cannot write into its folder: %s", o->out, strerror(errno));
+            goto out;
+        }
+    }
     if (o->log && !(log = fopen(o->log, "a"))) {
         rc = pe_fail(errno, "%s: %s", o->log, strerror(errno));
         goto out;
@@ -724,12 +768,19 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     uint64_t total = (uint64_t)o->epochs * L.nbatches;
     uint64_t warm = (uint64_t)(o->warmup * (double)L.nbatches + 0.5);
     double t_start = pe_now();
-    for (int ep = tr->epochs_done; ep < o->epochs && !rc; ep++) {
+    uint64_t steps_before = tr->step;
+    int stopped = 0;
+    for (int ep = tr->epochs_done; ep < o->epochs && !rc && !stopped; ep++) {
         double t0 = pe_now(), wait = 0, loss_sum = 0, lr = o->lr;
         uint64_t done = 0;
-        if ((rc = loader_start_epoch(&L, (uint64_t)ep))) break;
-        for (size_t b = 0; b < L.nbatches && !rc; b++) {
-            if (o->max_steps && tr->step >= o->max_steps) break;
+        size_t first = (size_t)tr->batch_in_epoch; /* a resume inside the epoch */
+        if (first >= L.nbatches) first = 0;
+        if ((rc = loader_start_epoch(&L, (uint64_t)ep, first))) break;
+        for (size_t b = first; b < L.nbatches && !rc; b++) {
+            if (o->max_steps && tr->step >= o->max_steps) {
+                stopped = 1;
+                break;
+            }
             float *x = loader_get(&L, b, &wait);
             if (!x) {
                 rc = pe_fail(L.rc, "%s", L.msg);
@@ -756,6 +807,7 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
                              (float)lr, (float)o->momentum, (float)o->wd, tr->step == 0);
             if (rc) break;
             tr->step++;
+            tr->batch_in_epoch = b + 1;
             done++;
             loss_sum += loss;
             stats->last_loss = loss;
@@ -768,9 +820,15 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
         }
         loader_stop(&L);
         if (rc) break;
-        if (!done) break; /* max_steps reached */
+        if (stopped) {
+            /* --max-steps inside the epoch: the checkpoint records how far,
+             * and a resume continues at the next batch */
+            if (done && o->out) rc = save_checkpoint(tr, o->out);
+            break;
+        }
         double dt = pe_now() - t0;
         tr->epochs_done = ep + 1;
+        tr->batch_in_epoch = 0;
         stats->epochs_done = ep + 1;
         stats->wait_seconds += wait;
         double knn = -1;
@@ -804,10 +862,13 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
         }
         if (o->out && (rc = save_checkpoint(tr, o->out))) break;
     }
+    /* a resume with nothing left to do still writes its -o */
+    if (!rc && tr->step == steps_before && o->out) rc = save_checkpoint(tr, o->out);
     stats->steps = tr->step;
+    stats->epochs_done = tr->epochs_done;
     stats->seconds = pe_now() - t_start;
     if (stats->seconds > 0)
-        stats->images_per_s = (double)(stats->steps * (uint64_t)B) / stats->seconds;
+        stats->images_per_s = (double)((tr->step - steps_before) * (uint64_t)B) / stats->seconds;
 out_dx:
     loader_stop(&L);
 out:

@@ -43,6 +43,16 @@ cmp a.st b.st || fail "the same seed and threads gave another checkpoint"
 expect_rc 0 pe-train $common --epochs 1 -o c.st
 expect_rc 0 pe-train $common --epochs 2 --resume c.st -o c.st
 cmp a.st c.st || fail "1 epoch + resume differs from 2 epochs straight"
+# --max-steps inside an epoch, then --resume: the same as straight through
+expect_rc 0 pe-train $common --epochs 2 --max-steps 3 -o m.st
+expect_rc 0 pe-train $common --epochs 2 --resume m.st -o m.st
+cmp a.st m.st || fail "a stop inside an epoch + resume differs from 2 epochs straight"
+# a resume with nothing left still writes its output
+expect_rc 0 pe-train $common --epochs 2 --resume a.st -o n.st
+[ -s n.st ] || fail "no -o from a finished resume"
+# a resume with other options is refused
+expect_rc 2 pe-train $common --epochs 3 --lr 0.002 --resume a.st -o z.st
+err_has "takes the same options"
 # another seed: another checkpoint
 expect_rc 0 pe-train --set tr --arch small --size 16 --batch 16 --seed 8 -j 2 --epochs 1 -o d.st
 cmp -s c.st d.st && fail "seed has no effect"
@@ -52,6 +62,9 @@ usage_error pe-train --set tr
 usage_error pe-train --set tr -o x.st --batch 1
 usage_error pe-train --set tr -o x.st --lr -1
 usage_error pe-train --set tr -o x.st --arch vgg
+usage_error pe-train --set tr -o x.st --width 2
+expect_rc 1 pe-train --set tr --size 16 --batch 16 -o no/such/dir/x.st
+err_has "no/such/dir/x.st"
 expect_rc 1 pe-train --set nope -o x.st
 err_has "no such set"
 expect_rc 1 pe-train --set te -o x.st --batch 128

@@ -412,6 +412,152 @@ static void test_read_file(void) {
     free(big);
 }
 
+/* formats/gz.c inflates one whole member with libdeflate, sized by the
+ * trailer's ISIZE, and hands everything else to zlib: these cases reach
+ * both paths and each hand-over, and must give zlib's answers. */
+static void put_le32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static void test_gunzip_paths(void) {
+    uint8_t *out = NULL, *gz, *hc;
+    size_t len = 0, glen = 0;
+    static uint8_t data[100000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 2654435761u >> 13);
+    gz = gz_mem(data, sizeof data, &glen);
+    CHECK(gz != NULL && glen > 18);
+    if (!gz) return;
+
+    /* A trailer whose ISIZE lies, either way or beyond the limit: zlib's
+     * length check rejects it. */
+    const uint32_t lies[] = {sizeof data - 1, sizeof data + 1, 0,
+                             0xFFFFFFF0u};
+    for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+        put_le32(gz + glen - 4, lies[i]);
+        CHECK_RC(pe_gunzip_mem(gz, glen, 0, &out, &len), PE_EFORMAT);
+        CHECK(out == NULL);
+    }
+    put_le32(gz + glen - 4, sizeof data);
+    CHECK_OK(pe_gunzip_mem(gz, glen, 0, &out, &len));
+    CHECK(len == sizeof data && out && memcmp(out, data, len) == 0);
+    free(out);
+    out = NULL;
+
+    /* A header CRC (FHCRC), which libdeflate would skip unchecked: right,
+     * then wrong. */
+    hc = malloc(glen + 2);
+    CHECK(hc != NULL);
+    if (hc) {
+        memcpy(hc, gz, 10);
+        hc[3] |= 0x02;
+        uint32_t crc = (uint32_t)crc32(0L, hc, 10);
+        hc[10] = (uint8_t)crc;
+        hc[11] = (uint8_t)(crc >> 8);
+        memcpy(hc + 12, gz + 10, glen - 10);
+        CHECK_OK(pe_gunzip_mem(hc, glen + 2, 0, &out, &len));
+        CHECK(len == sizeof data && out && memcmp(out, data, len) == 0);
+        free(out);
+        out = NULL;
+        hc[10] ^= 1;
+        CHECK_RC(pe_gunzip_mem(hc, glen + 2, 0, &out, &len), PE_EFORMAT);
+        CHECK(contains(pe_errmsg(), "header crc"));
+    }
+    free(hc);
+    free(gz);
+
+    /* A bomb whose ISIZE claims a few bytes: the small buffer overflows,
+     * zlib takes over and stops at the limit. */
+    const char *path = P("liar.gz");
+    long rss0 = max_rss_kib();
+    CHECK(write_bomb(path, (size_t)100 << 20) == 0);
+    gz = slurp(path, &glen);
+    CHECK(gz != NULL && glen > 18);
+    if (gz) {
+        put_le32(gz + glen - 4, 100);
+        CHECK_RC(pe_gunzip_mem(gz, glen, (size_t)10 << 20, &out, &len),
+                 PE_ETOOBIG);
+        CHECK(write_file(path, gz, glen) == 0);
+        CHECK_RC(pe_read_file_maybe_gz(path, (size_t)10 << 20, &out, &len),
+                 PE_ETOOBIG);
+        CHECK(out == NULL);
+    }
+    free(gz);
+    CHECK(max_rss_kib() - rss0 < 64 * 1024);
+}
+
+/* Files bigger than one 256 KiB read, compressed: read whole for
+ * libdeflate, or streamed through zlib when they hold two members. */
+static void test_read_file_big_gz(void) {
+    const size_t n = (size_t)1 << 20;
+    uint8_t *data = malloc(n), *gz = NULL, *tail = NULL, *cat = NULL;
+    uint8_t *out = NULL;
+    size_t glen = 0, tlen = 0, len = 0;
+    CHECK(data != NULL);
+    if (!data) return;
+    uint64_t s = 12345;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        data[i] = (uint8_t)s; /* incompressible: ~1 MiB compressed */
+    }
+    gz = gz_mem(data, n, &glen);
+    tail = gz_mem("tail", 4, &tlen);
+    cat = gz && tail ? malloc(glen + tlen + 100) : NULL;
+    CHECK(gz && tail && cat && glen > ((size_t)256 << 10));
+    if (!cat) goto done;
+
+    CHECK(write_file(P("rand.gz"), gz, glen) == 0);
+    CHECK_OK(pe_read_file_maybe_gz(P("rand.gz"), 0, &out, &len));
+    CHECK(len == n && out && memcmp(out, data, n) == 0);
+    free(out);
+    out = NULL;
+    CHECK_OK(pe_read_file_maybe_gz(P("rand.gz"), n, &out, &len));
+    free(out);
+    out = NULL;
+    CHECK_RC(pe_read_file_maybe_gz(P("rand.gz"), n - 1, &out, &len),
+             PE_ETOOBIG);
+
+    /* Zero padding after the member, then a second member. */
+    memcpy(cat, gz, glen);
+    memset(cat + glen, 0, 100);
+    CHECK(write_file(P("pad.gz"), cat, glen + 100) == 0);
+    CHECK_OK(pe_read_file_maybe_gz(P("pad.gz"), 0, &out, &len));
+    CHECK(len == n && out && memcmp(out, data, n) == 0);
+    free(out);
+    out = NULL;
+    memcpy(cat + glen, tail, tlen);
+    CHECK(write_file(P("two.gz"), cat, glen + tlen) == 0);
+    CHECK_OK(pe_read_file_maybe_gz(P("two.gz"), 0, &out, &len));
+    CHECK(len == n + 4 && out && memcmp(out, data, n) == 0 &&
+          memcmp(out + n, "tail", 4) == 0);
+    free(out);
+    out = NULL;
+    CHECK_RC(pe_read_file_maybe_gz(P("two.gz"), n + 3, &out, &len),
+             PE_ETOOBIG);
+    /* Cut inside the second member. */
+    CHECK(write_file(P("two-cut.gz"), cat, glen + tlen - 3) == 0);
+    CHECK_RC(pe_read_file_maybe_gz(P("two-cut.gz"), 0, &out, &len),
+             PE_EFORMAT);
+    CHECK(contains(pe_errmsg(), "truncated gzip data"));
+    /* A bad CRC in a big one-member file. */
+    gz[glen - 6] ^= 0x55;
+    CHECK(write_file(P("badcrc.gz"), gz, glen) == 0);
+    CHECK_RC(pe_read_file_maybe_gz(P("badcrc.gz"), 0, &out, &len),
+             PE_EFORMAT);
+    CHECK(contains(pe_errmsg(), "badcrc.gz"));
+
+done:
+    free(cat);
+    free(tail);
+    free(gz);
+    free(data);
+}
+
 /* ---- IDX ---- */
 
 static void test_idx_mem(void) {
@@ -1425,6 +1571,8 @@ int main(void) {
     RUN(test_gzip_bomb);
     RUN(test_gunzip_mem);
     RUN(test_read_file);
+    RUN(test_gunzip_paths);
+    RUN(test_read_file_big_gz);
     RUN(test_idx_mem);
     RUN(test_idx_files);
     RUN(test_idx_real);

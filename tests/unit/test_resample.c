@@ -9,6 +9,12 @@
  * writes back. There is no tolerance anywhere: the contract is bit-exact.
  * Where Python or PIL is missing, the Pillow comparisons are skipped with a
  * printed reason and the self-contained checks still run.
+ *
+ * lib/resample.c has vector passes (AVX2, chosen at run time) beside the
+ * scalar ones. The Pillow comparisons run on whichever the environment
+ * selects (PE_NO_SIMD=1 forces the scalar passes; run the test both ways),
+ * and test_resize_simd_vs_scalar compares the two paths byte for byte on
+ * many more shapes and boxes than Pillow is asked about.
  */
 #include "check.h"
 #include "image.h"
@@ -507,6 +513,107 @@ static void test_resize_box_pil(void) {
     run_resize_cases(cases, NFIXED + NRAND, 3000);
 }
 
+/* Resizes with the scalar passes forced (PE_NO_SIMD=1) or with the
+ * default choice, restoring the caller's PE_NO_SIMD afterwards. */
+static int resize_path(const resize_case *rc, const pe_image *in,
+                       pe_image *out, int scalar) {
+    const char *old = getenv("PE_NO_SIMD");
+    char *saved = old ? strdup(old) : NULL;
+    if (scalar)
+        setenv("PE_NO_SIMD", "1", 1);
+    else
+        unsetenv("PE_NO_SIMD");
+    int r = rc->has_box
+                ? pe_image_resize_box_bilinear(in, out, rc->ow, rc->oh,
+                                               rc->box[0], rc->box[1],
+                                               rc->box[2], rc->box[3])
+                : pe_image_resize_bilinear(in, out, rc->ow, rc->oh);
+    if (saved)
+        setenv("PE_NO_SIMD", saved, 1);
+    else
+        unsetenv("PE_NO_SIMD");
+    free(saved);
+    return r;
+}
+
+/* The vector passes against the scalar ones: shapes around the vector
+ * widths (16 taps, 16-pixel RGB groups, 4-row gray groups), long filters
+ * (several 16-tap steps), upscales, thin images, crops, and saturated
+ * pixels, plus random ones. No Pillow needed: the scalar passes are the
+ * oracle, and the Pillow tests tie them to Pillow. */
+static void test_resize_simd_vs_scalar(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (!__builtin_cpu_supports("avx2"))
+        fprintf(stderr, "    note: no AVX2 on this CPU, both runs are "
+                        "scalar\n");
+#else
+    fprintf(stderr, "    note: no vector passes on this architecture, both "
+                    "runs are scalar\n");
+#endif
+    static const uint32_t fixed[][4] = {
+        {16, 5, 7, 3},     {17, 9, 3, 4},     {15, 15, 1, 1},
+        {31, 8, 30, 8},    {32, 8, 16, 3},    {33, 7, 2, 5},
+        {48, 20, 47, 19},  {480, 300, 64, 64}, {300, 480, 64, 64},
+        {2000, 3, 10, 3},  {1500, 40, 3, 2},  {3, 1500, 2, 7},
+        {1, 1, 64, 64},    {1, 200, 1, 13},   {200, 1, 13, 1},
+        {64, 64, 128, 96}, {97, 61, 97, 30},  {97, 61, 50, 61},
+        {1000, 800, 64, 64}, {28, 28, 96, 96}, {255, 3, 254, 1},
+    };
+    enum { NFIXED = sizeof fixed / sizeof fixed[0], NRAND = 600 };
+    uint64_t s = 99;
+    int bad = 0;
+    for (int i = 0; i < NFIXED * 2 * 2 + NRAND; i++) {
+        resize_case rc = {0};
+        int fill = -1;
+        if (i < NFIXED * 4) {
+            const uint32_t *f = fixed[i / 4];
+            rc.w = f[0];
+            rc.h = f[1];
+            rc.ow = f[2];
+            rc.oh = f[3];
+            rc.c = i % 2 ? 3 : 1;
+            if ((i / 2) % 2) fill = 255; /* the largest sums, clipped */
+        } else {
+            int big = rng_range(&s, 0, 7) == 0;
+            rc.w = rng_range(&s, 1, big ? 1200 : 200);
+            rc.h = rng_range(&s, 1, big ? 300 : 200);
+            rc.c = rng_range(&s, 0, 1) ? 3 : 1;
+            rc.ow = rng_range(&s, 1, 130);
+            rc.oh = rng_range(&s, 1, 130);
+            if (rng_range(&s, 0, 2) == 0) {
+                rc.has_box = 1;
+                rc.box[0] = rng_unit(&s) * rc.w * 0.5;
+                rc.box[1] = rng_unit(&s) * rc.h * 0.5;
+                rc.box[2] = rc.box[0] + rng_unit(&s) * (rc.w - rc.box[0]);
+                rc.box[3] = rc.box[1] + rng_unit(&s) * (rc.h - rc.box[1]);
+            }
+            if (rng_range(&s, 0, 2) == 0) rc.oh = rc.h; /* horizontal only */
+            if (rng_range(&s, 0, 9) == 0) fill = 255;
+        }
+        pe_image in = {0}, ref = {0}, fast = {0};
+        if (fill < 0)
+            random_image(&in, rc.w, rc.h, rc.c, 5000 + (uint64_t)i);
+        else
+            fill_image(&in, rc.w, rc.h, rc.c, (uint8_t)fill);
+        if (!in.px) return;
+        CHECK_OK(resize_path(&rc, &in, &ref, 1));
+        CHECK_OK(resize_path(&rc, &in, &fast, 0));
+        if (ref.px && fast.px) {
+            char what[160];
+            snprintf(what, sizeof what,
+                     "vector vs scalar: %ux%ux%u -> %ux%u box %d "
+                     "(%.9g, %.9g, %.9g, %.9g)",
+                     rc.w, rc.h, rc.c, rc.ow, rc.oh, rc.has_box, rc.box[0],
+                     rc.box[1], rc.box[2], rc.box[3]);
+            if (!same_image(what, &fast, &ref)) bad++;
+        }
+        pe_image_free(&in);
+        pe_image_free(&ref);
+        pe_image_free(&fast);
+    }
+    CHECK(bad == 0);
+}
+
 static void test_resize_args(void) {
     pe_image src = {0}, dst = {0};
     random_image(&src, 20, 10, 3, 5);
@@ -584,6 +691,7 @@ int main(void) {
     RUN(test_orient_self);
     RUN(test_orient_pil);
     RUN(test_resize_args);
+    RUN(test_resize_simd_vs_scalar);
     RUN(test_resize_pil);
     RUN(test_resize_random_pil);
     RUN(test_resize_box_pil);
