@@ -98,23 +98,9 @@ static const char *fmt_shape(char *buf, size_t n, const size_t *shape,
     return buf;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid
- * (overlong, surrogate, above U+10FFFF, truncated, stray continuation). */
 static size_t utf8_seq(const uint8_t *s, size_t n) {
-    unsigned c = s[0], v, min;
-    size_t len;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) { len = 2; v = c & 0x1f; min = 0x80; }
-    else if (c >= 0xe0 && c <= 0xef) { len = 3; v = c & 0x0f; min = 0x800; }
-    else if (c >= 0xf0 && c <= 0xf4) { len = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-    return len;
+    unsigned cp;
+    return pe_utf8_seq(s, n, &cp);
 }
 
 static int utf8_valid(const char *str) {

@@ -8,9 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s starts an
- * invalid one (overlong, surrogate, above U+10FFFF, truncated). */
-static size_t utf8_len(const unsigned char *s, size_t n, unsigned *cp) {
+size_t pe_utf8_seq(const unsigned char *s, size_t n, unsigned *cp) {
     unsigned c = s[0];
     size_t len;
     unsigned v, min;
@@ -71,7 +69,7 @@ size_t pe_escape(char *out, size_t n, const char *str, size_t len,
     int json = ctx == PE_ESC_JSON;
     while (i < len) {
         unsigned cp;
-        size_t l = utf8_len(s + i, len - i, &cp);
+        size_t l = pe_utf8_seq(s + i, len - i, &cp);
         if (l == 0) { /* invalid byte */
             if (json) put(&k, "\\ufffd", 6);
             else put_hex_byte(&k, s[i], 0);

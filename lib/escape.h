@@ -30,6 +30,11 @@
 
 typedef enum pe_esc_ctx { PE_ESC_TEXT, PE_ESC_JSON, PE_ESC_HTML } pe_esc_ctx;
 
+/* Length (1..4) of the valid UTF-8 sequence at s[0..n), or 0 when it
+ * starts an invalid one (overlong, surrogate, above U+10FFFF, truncated,
+ * stray continuation byte). n >= 1. The code point goes to *cp when valid. */
+size_t pe_utf8_seq(const unsigned char *s, size_t n, unsigned *cp);
+
 /* Writes the escaped form of s[0..len) to out (size n, NUL-terminated,
  * truncated to fit without splitting an escape). Returns the length the
  * full escaped string needs (excluding NUL), as snprintf. */

@@ -596,36 +596,40 @@ static int decode_img(const pe_key *key, const MDB_val *v, pe_image *out) {
     return 0;
 }
 
-int pe_img_stat(pe_txn *x, const pe_key *key, pe_img_hdr *hdr) {
-    MDB_val k = {PE_KEY_LEN, (void *)key->b}, v;
-    int rc = mdb_get(x->t, x->st->img, &k, &v);
+/* The record of key: 0 with *v set, PE_ENOTFOUND naming the key, or a
+ * store error. */
+static int get_record(pe_txn *x, const pe_key *key, MDB_val *v) {
+    MDB_val k = {PE_KEY_LEN, (void *)key->b};
+    int rc = mdb_get(x->t, x->st->img, &k, v);
     if (rc == MDB_NOTFOUND) {
         char hx[PE_KEY_HEX + 1];
         pe_key_to_hex(key, hx);
         return pe_fail(PE_ENOTFOUND, "image %s: not in the store", hx);
     }
     if (rc) return mdb_fail(rc, "reading an image", x->st);
-    return parse_img(key, &v, hdr);
+    return 0;
+}
+
+int pe_img_stat(pe_txn *x, const pe_key *key, pe_img_hdr *hdr) {
+    MDB_val v;
+    int rc = get_record(x, key, &v);
+    return rc ? rc : parse_img(key, &v, hdr);
 }
 
 int pe_img_get(pe_txn *x, const pe_key *key, pe_image *out) {
-    MDB_val k = {PE_KEY_LEN, (void *)key->b}, v;
-    int rc = mdb_get(x->t, x->st->img, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        char hx[PE_KEY_HEX + 1];
-        pe_key_to_hex(key, hx);
-        return pe_fail(PE_ENOTFOUND, "image %s: not in the store", hx);
-    }
-    if (rc) return mdb_fail(rc, "reading an image", x->st);
-    return decode_img(key, &v, out);
+    MDB_val v;
+    int rc = get_record(x, key, &v);
+    return rc ? rc : decode_img(key, &v, out);
 }
 
 int pe_img_exists(pe_txn *x, const pe_key *key) {
-    MDB_val k = {PE_KEY_LEN, (void *)key->b}, v;
-    int rc = mdb_get(x->t, x->st->img, &k, &v);
-    if (rc == MDB_NOTFOUND) return 0;
-    if (rc) return mdb_fail(rc, "reading an image", x->st);
-    return 1;
+    MDB_val v;
+    int rc = get_record(x, key, &v);
+    if (rc == PE_ENOTFOUND) {
+        pe_errclear();
+        return 0;
+    }
+    return rc ? rc : 1;
 }
 
 static int info_add(pe_txn *x, const pe_key *key, const pe_prov *p, int is_new);
