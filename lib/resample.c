@@ -253,8 +253,10 @@ resample_vertical_avx2(const uint8_t *in, size_t row_len, uint32_t offset,
     vertical_body(in, row_len, offset, out, ax);
 }
 
-/* Taps per vector step: 16 samples widened to int16 fill a ymm register. */
+/* Taps per vector step: 16 samples as int16 fill a ymm register. */
 #define HSTEP 16
+/* Filters of at most this many taps go two outputs to a register. */
+#define HSHORT 8
 
 /* The horizontal pass's view of an axis. Each weight k (0 <= k <= 2^22) is
  * split as k = kh * 2^11 + kl with kl = k & 0x7FF and kh = k >> 11, both in
@@ -262,15 +264,16 @@ resample_vertical_avx2(const uint8_t *in, size_t row_len, uint32_t offset,
  * partial sums sum(p * kh) and sum(p * kl), and (sum(p * kh) << 11) +
  * sum(p * kl) is sum(p * k) modulo 2^32: the scalar loop's int32 sum,
  * which never overflows (see PRECISION_BITS). Weights are padded with
- * zeros to kp taps. Input rows are staged in planes of one channel with
- * HSTEP bytes of zeros after the row, so a vector load running past the
- * last tap stays inside the plane and meets zero weights. */
+ * zeros to kp taps, plus one row of zeros for an odd output count. Input
+ * rows are staged, widened to 16 bits, in planes of one channel with HSTEP
+ * zeros after the row, so a vector load running past the last tap stays
+ * inside the plane and meets zero weights. */
 typedef struct hpass {
-    size_t kp;         /* stride of kh and kl: ksize rounded up to HSTEP */
-    int16_t *kh, *kl;  /* (n, kp) high and low halves of the weights */
-    size_t plane_len;  /* in_w + HSTEP */
-    uint8_t *plane[4]; /* (4, plane_len) staged rows, one channel each */
-    uint8_t *sink;     /* (n) outputs of an unused plane */
+    size_t kp;          /* stride of kh and kl: HSHORT, or the most taps
+                           of any output rounded up to HSTEP */
+    int16_t *kh, *kl;   /* (n + 1, kp) high and low halves of the weights */
+    uint16_t *plane[4]; /* (4, in_w + HSTEP) staged rows, one channel each */
+    uint8_t *sink;      /* (n) outputs of an unused plane */
     void *mem;
 } hpass;
 
@@ -283,10 +286,18 @@ static void hpass_free(hpass *hp) {
  * falls back to the scalar pass). */
 static int hpass_init(hpass *hp, const resample_axis *ax, uint32_t in_w) {
     memset(hp, 0, sizeof *hp);
-    size_t kp = (ax->ksize + HSTEP - 1) / HSTEP * HSTEP;
-    size_t nk, kbytes, plane_len = (size_t)in_w + HSTEP, pbytes;
-    if (!mul_size(ax->n, kp, &nk) || !mul_size(nk, 2 * sizeof(int16_t), &kbytes) ||
-        !mul_size(plane_len, 4, &pbytes) || kbytes > SIZE_MAX - pbytes - ax->n)
+    /* ksize bounds the taps from above; the outputs often use fewer. */
+    size_t taps = 0;
+    for (uint32_t xx = 0; xx < ax->n; xx++)
+        if (ax->count[xx] > taps) taps = ax->count[xx];
+    const size_t kp =
+        taps <= HSHORT ? HSHORT : (taps + HSTEP - 1) / HSTEP * HSTEP;
+    const size_t plane_len = (size_t)in_w + HSTEP;
+    size_t nk, kbytes, pbytes;
+    if (!mul_size((size_t)ax->n + 1, kp, &nk) ||
+        !mul_size(nk, 2 * sizeof(int16_t), &kbytes) ||
+        !mul_size(plane_len, 4 * sizeof(uint16_t), &pbytes) ||
+        kbytes > SIZE_MAX - pbytes - ax->n)
         return PE_ETOOBIG;
     uint8_t *mem = calloc(1, kbytes + pbytes + ax->n);
     if (!mem) return ENOMEM;
@@ -294,8 +305,8 @@ static int hpass_init(hpass *hp, const resample_axis *ax, uint32_t in_w) {
     hp->kp = kp;
     hp->kh = (int16_t *)mem;
     hp->kl = hp->kh + nk;
-    for (int i = 0; i < 4; i++) hp->plane[i] = mem + kbytes + i * plane_len;
-    hp->plane_len = plane_len;
+    for (int i = 0; i < 4; i++)
+        hp->plane[i] = (uint16_t *)(mem + kbytes) + (size_t)i * plane_len;
     hp->sink = mem + kbytes + pbytes;
     for (uint32_t xx = 0; xx < ax->n; xx++) {
         const int32_t *k = ax->k + (size_t)xx * ax->ksize;
@@ -307,15 +318,24 @@ static int hpass_init(hpass *hp, const resample_axis *ax, uint32_t in_w) {
     return 0;
 }
 
+/* acc += the exact int32 products of the 16 samples px with the weights
+ * (h, l), pairwise summed. */
+#define HMADD(acc, px, h, l)                                                  \
+    acc = _mm256_add_epi32(                                                   \
+        acc, _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(px, h), 11), \
+                              _mm256_madd_epi16(px, l)))
+
 /* Filters NP staged planes (3 or 4) that share the axis: output xx of
- * plane i goes to out[i][xx * step]. Everything is copied into locals
- * first: the byte stores could alias hp's and ax's fields otherwise. */
+ * plane i goes to out[i][xx * step]. One output per step, 16 taps at a
+ * time. Everything is copied into locals first: the byte stores could
+ * alias hp's and ax's fields otherwise. */
 static inline __attribute__((always_inline, target("avx2"))) void
-hconv_avx2(const hpass *hp, const resample_axis *ax, uint8_t *const plane[4],
-           uint8_t *const out[4], size_t step, const int NP) {
+hconv_long(const hpass *hp, const resample_axis *ax,
+           uint16_t *const plane[4], uint8_t *const out[4], size_t step,
+           const int NP) {
     const __m128i half = _mm_set1_epi32(HALF);
-    const uint8_t *p0 = plane[0], *p1 = plane[1], *p2 = plane[2],
-                  *p3 = plane[3];
+    const uint16_t *p0 = plane[0], *p1 = plane[1], *p2 = plane[2],
+                   *p3 = plane[3];
     uint8_t *o0 = out[0], *o1 = out[1], *o2 = out[2], *o3 = out[3];
     const uint32_t *first = ax->first, *count = ax->count;
     const int16_t *kh = hp->kh, *kl = hp->kl;
@@ -327,20 +347,12 @@ hconv_avx2(const hpass *hp, const resample_axis *ax, uint8_t *const plane[4],
         for (size_t t = 0; t < taps; t += HSTEP) {
             const __m256i h = _mm256_loadu_si256((const __m256i *)(kh + t));
             const __m256i l = _mm256_loadu_si256((const __m256i *)(kl + t));
-#define HTAP(acc, pl)                                                         \
-    do {                                                                      \
-        const __m256i px_ = _mm256_cvtepu8_epi16(                             \
-            _mm_loadu_si128((const __m128i *)((pl) + x0 + t)));               \
-        acc = _mm256_add_epi32(                                               \
-            acc, _mm256_add_epi32(                                            \
-                     _mm256_slli_epi32(_mm256_madd_epi16(px_, h), 11),        \
-                     _mm256_madd_epi16(px_, l)));                             \
-    } while (0)
-            HTAP(a0, p0);
-            HTAP(a1, p1);
-            HTAP(a2, p2);
-            if (NP > 3) HTAP(a3, p3);
-#undef HTAP
+#define HLOAD(pl) _mm256_loadu_si256((const __m256i *)((pl) + x0 + t))
+            HMADD(a0, HLOAD(p0), h, l);
+            HMADD(a1, HLOAD(p1), h, l);
+            HMADD(a2, HLOAD(p2), h, l);
+            if (NP > 3) HMADD(a3, HLOAD(p3), h, l);
+#undef HLOAD
         }
         /* Lane sums of the accumulators into one vector of 4. */
         const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1),
@@ -357,6 +369,58 @@ hconv_avx2(const hpass *hp, const resample_axis *ax, uint8_t *const plane[4],
         if (NP > 3) o3[xx * step] = (uint8_t)(b >> 24);
     }
 }
+
+/* The same for filters of at most HSHORT taps (upscales and downscales
+ * up to about 3.5x): two outputs per step, output xx in the low 128-bit
+ * lane and xx + 1 in the high one, whose weights are adjacent at kp = 8.
+ * An odd last output pairs with the zero weights of row n. */
+static inline __attribute__((always_inline, target("avx2"))) void
+hconv_short(const hpass *hp, const resample_axis *ax,
+            uint16_t *const plane[4], uint8_t *const out[4], size_t step,
+            const int NP) {
+    const __m256i half = _mm256_set1_epi32(HALF);
+    const uint16_t *p0 = plane[0], *p1 = plane[1], *p2 = plane[2],
+                   *p3 = plane[3];
+    uint8_t *o0 = out[0], *o1 = out[1], *o2 = out[2], *o3 = out[3];
+    const uint32_t *first = ax->first;
+    const int16_t *kh = hp->kh, *kl = hp->kl;
+    const size_t n = ax->n;
+    for (size_t xx = 0; xx < n; xx += 2, kh += 2 * HSHORT, kl += 2 * HSHORT) {
+        const size_t xa = first[xx], xb = xx + 1 < n ? first[xx + 1] : xa;
+        const __m256i h = _mm256_loadu_si256((const __m256i *)kh);
+        const __m256i l = _mm256_loadu_si256((const __m256i *)kl);
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+#define HLOAD2(pl)                                                            \
+    _mm256_inserti128_si256(                                                  \
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)((pl) + xa))), \
+        _mm_loadu_si128((const __m128i *)((pl) + xb)), 1)
+        HMADD(a0, HLOAD2(p0), h, l);
+        HMADD(a1, HLOAD2(p1), h, l);
+        HMADD(a2, HLOAD2(p2), h, l);
+        if (NP > 3) HMADD(a3, HLOAD2(p3), h, l);
+#undef HLOAD2
+        /* Per lane: the four planes' sums of that lane's output. */
+        __m256i v = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1),
+                                      _mm256_hadd_epi32(a2, a3));
+        v = _mm256_srai_epi32(_mm256_add_epi32(v, half), PRECISION_BITS);
+        v = _mm256_packs_epi32(v, v);
+        v = _mm256_packus_epi16(v, v);
+        const uint32_t b = (uint32_t)_mm256_cvtsi256_si32(v);
+        o0[xx * step] = (uint8_t)b;
+        o1[xx * step] = (uint8_t)(b >> 8);
+        o2[xx * step] = (uint8_t)(b >> 16);
+        if (NP > 3) o3[xx * step] = (uint8_t)(b >> 24);
+        if (xx + 1 < n) {
+            const uint32_t b1 = (uint32_t)_mm256_extract_epi32(v, 4);
+            const size_t at = (xx + 1) * step;
+            o0[at] = (uint8_t)b1;
+            o1[at] = (uint8_t)(b1 >> 8);
+            o2[at] = (uint8_t)(b1 >> 16);
+            if (NP > 3) o3[at] = (uint8_t)(b1 >> 24);
+        }
+    }
+}
+#undef HMADD
 
 /* pshufb masks splitting 16 RGB pixels (48 bytes, three 16-byte blocks)
  * into planes: deint_mask[ch][blk][pos] is the byte of block blk that
@@ -380,10 +444,10 @@ static const int8_t deint_mask[3][3][16] = {
     },
 };
 
-/* Splits an RGB row of w pixels into three planes. */
+/* Stages an RGB row of w pixels as three 16-bit planes. */
 __attribute__((target("avx2"))) static void
-deinterleave3(const uint8_t *src, uint32_t w, uint8_t *r, uint8_t *g,
-              uint8_t *b) {
+stage_rgb(const uint8_t *src, uint32_t w, uint16_t *r, uint16_t *g,
+          uint16_t *b) {
     uint32_t x = 0;
     if (w >= 16) {
         __m128i m[3][3];
@@ -397,10 +461,12 @@ deinterleave3(const uint8_t *src, uint32_t w, uint8_t *r, uint8_t *g,
             const __m128i a1 = _mm_loadu_si128((const __m128i *)(p + 16));
             const __m128i a2 = _mm_loadu_si128((const __m128i *)(p + 32));
 #define DEINT(ch, dst)                                                        \
-    _mm_storeu_si128((__m128i *)((dst) + x),                                  \
-                     _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, m[ch][0]), \
-                                               _mm_shuffle_epi8(a1, m[ch][1])), \
-                                  _mm_shuffle_epi8(a2, m[ch][2])))
+    _mm256_storeu_si256(                                                      \
+        (__m256i *)((dst) + x),                                               \
+        _mm256_cvtepu8_epi16(_mm_or_si128(                                    \
+            _mm_or_si128(_mm_shuffle_epi8(a0, m[ch][0]),                      \
+                         _mm_shuffle_epi8(a1, m[ch][1])),                     \
+            _mm_shuffle_epi8(a2, m[ch][2]))))
             DEINT(0, r);
             DEINT(1, g);
             DEINT(2, b);
@@ -414,16 +480,33 @@ deinterleave3(const uint8_t *src, uint32_t w, uint8_t *r, uint8_t *g,
     }
 }
 
+/* Stages a gray row of w pixels as a 16-bit plane. */
 __attribute__((target("avx2"))) static void
-hconv3_avx2(const hpass *hp, const resample_axis *ax, uint8_t *const plane[4],
-            uint8_t *const out[4], size_t step) {
-    hconv_avx2(hp, ax, plane, out, step, 3);
+stage_gray(const uint8_t *src, uint32_t w, uint16_t *dst) {
+    uint32_t x = 0;
+    for (; x + 16 <= w; x += 16)
+        _mm256_storeu_si256(
+            (__m256i *)(dst + x),
+            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + x))));
+    for (; x < w; x++) dst[x] = src[x];
 }
 
 __attribute__((target("avx2"))) static void
-hconv4_avx2(const hpass *hp, const resample_axis *ax, uint8_t *const plane[4],
+hconv3_avx2(const hpass *hp, const resample_axis *ax, uint16_t *const plane[4],
             uint8_t *const out[4], size_t step) {
-    hconv_avx2(hp, ax, plane, out, step, 4);
+    if (hp->kp == HSHORT)
+        hconv_short(hp, ax, plane, out, step, 3);
+    else
+        hconv_long(hp, ax, plane, out, step, 3);
+}
+
+__attribute__((target("avx2"))) static void
+hconv4_avx2(const hpass *hp, const resample_axis *ax, uint16_t *const plane[4],
+            uint8_t *const out[4], size_t step) {
+    if (hp->kp == HSHORT)
+        hconv_short(hp, ax, plane, out, step, 4);
+    else
+        hconv_long(hp, ax, plane, out, step, 4);
 }
 
 /* The horizontal pass with the same arguments as resample_horizontal plus
@@ -441,7 +524,8 @@ static int hpass_avx2(const uint8_t *in, size_t in_stride, uint8_t *out,
             uint8_t *dst[4];
             for (uint32_t i = 0; i < 4; i++) {
                 if (y + i < rows) {
-                    memcpy(hp.plane[i], in + (size_t)(y + i) * in_stride, in_w);
+                    stage_gray(in + (size_t)(y + i) * in_stride, in_w,
+                               hp.plane[i]);
                     dst[i] = out + (size_t)(y + i) * out_stride;
                 } else {
                     dst[i] = hp.sink;
@@ -453,8 +537,8 @@ static int hpass_avx2(const uint8_t *in, size_t in_stride, uint8_t *out,
         for (uint32_t y = 0; y < rows; y++) {
             uint8_t *row_out = out + (size_t)y * out_stride;
             uint8_t *dst[4] = {row_out, row_out + 1, row_out + 2, hp.sink};
-            deinterleave3(in + (size_t)y * in_stride, in_w, hp.plane[0],
-                          hp.plane[1], hp.plane[2]);
+            stage_rgb(in + (size_t)y * in_stride, in_w, hp.plane[0],
+                      hp.plane[1], hp.plane[2]);
             hconv3_avx2(&hp, ax, hp.plane, dst, 3);
         }
     }

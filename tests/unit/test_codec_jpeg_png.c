@@ -11,6 +11,13 @@
  * decode of each file as raw bytes. Where Python or PIL is missing, those
  * checks are skipped with a printed reason; the self-contained ones (EXIF
  * bytes, hand-made PNG headers, the encoder round trip, garbage) still run.
+ *
+ * formats/png.c decodes common PNGs itself (libdeflate + its own
+ * unfiltering) and the rest through libpng; PE_PNG_LIBPNG=1 sends all to
+ * libpng. test_png_fast_vs_libpng builds PNGs of every kind the fast path
+ * takes (and many it must decline), damages them, and requires the same
+ * return code, message, pixels and info from both paths. The other PNG
+ * tests run on whichever path the environment selects.
  */
 #include "check.h"
 #include "codec.h"
@@ -1014,6 +1021,344 @@ static void test_png_corrupt(void) {
     }
 }
 
+/* ---- PNG: the libdeflate path against libpng ---------------------------- */
+
+static void put_chunk(uint8_t *buf, size_t *n, const char *type,
+                      const uint8_t *data, size_t len) {
+    put32be(buf + *n, (uint32_t)len);
+    memcpy(buf + *n + 4, type, 4);
+    if (len) memcpy(buf + *n + 8, data, len);
+    put32be(buf + *n + 8 + len, (uint32_t)crc32(0, buf + *n + 4, 4 + (uInt)len));
+    *n += 12 + len;
+}
+
+/* What build_png writes: an 8-bit (or depth-bit) non-interlaced PNG of
+ * random-ish pixels, each row with a filter drawn from filters (or a bad
+ * one at row bad_row), compressed with the given zlib window and level,
+ * split over n_idat IDAT chunks, with pre (whole chunks) before them and
+ * raw_delta bytes of image data added (> 0, random) or dropped (< 0). */
+typedef struct png_spec {
+    uint32_t w, h;
+    int color, depth;
+    int filters;    /* bit f set: filter f may be used */
+    int bad_row;    /* -1: none; else this row gets filter 5 */
+    int window_bits, level, n_idat;
+    long raw_delta;
+    int cinfo; /* >= 0: the zlib header claims this window (8 + cinfo bits) */
+    const uint8_t *pre;
+    size_t pre_len;
+} png_spec;
+
+static int png_paeth(int a, int b, int c) {
+    int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+    return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+/* Returns a malloc'd file and its length in *len, or NULL. */
+static uint8_t *build_png(const png_spec *sp, size_t *len) {
+    static const int chans[7] = {1, 0, 3, 1, 2, 0, 4};
+    const size_t bits = (size_t)sp->w * (size_t)chans[sp->color] * (size_t)sp->depth;
+    const size_t rb = (bits + 7) / 8;
+    const size_t bpp = (size_t)(chans[sp->color] * sp->depth + 7) / 8;
+    const size_t raw_len = sp->h * (rb + 1);
+    const size_t total = sp->raw_delta < 0 && (size_t)-sp->raw_delta > raw_len
+                             ? 0
+                             : raw_len + (size_t)sp->raw_delta;
+    const size_t raw_cap = total > raw_len ? total : raw_len;
+    uint8_t *px = malloc(sp->h * rb + 1), *raw = malloc(raw_cap + 1), *z = NULL;
+    uint8_t *out = NULL;
+    if (!px || !raw) goto done;
+    for (size_t y = 0; y < sp->h; y++)
+        for (size_t i = 0; i < rb; i++)
+            px[y * rb + i] = (uint8_t)(i < rb / 2 ? (i * 3 + y * 7) % 251
+                                                  : rng() % 256);
+    for (size_t y = 0; y < sp->h; y++) {
+        int f;
+        do f = (int)(rng() % 5);
+        while (!(sp->filters & (1 << f)));
+        if ((long)y == sp->bad_row) f = 5;
+        uint8_t *dst = raw + y * (rb + 1);
+        const uint8_t *cur = px + y * rb, *up = y ? cur - rb : NULL;
+        dst[0] = (uint8_t)f;
+        for (size_t i = 0; i < rb; i++) {
+            int a = i >= bpp ? cur[i - bpp] : 0, b = up ? up[i] : 0;
+            int c = up && i >= bpp ? up[i - bpp] : 0, pred = 0;
+            if (f == 1) pred = a;
+            if (f == 2) pred = b;
+            if (f == 3) pred = (a + b) >> 1;
+            if (f == 4) pred = png_paeth(a, b, c);
+            dst[1 + i] = (uint8_t)(cur[i] - pred);
+        }
+    }
+    for (size_t i = raw_len; i < total; i++) raw[i] = (uint8_t)rng();
+
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (deflateInit2(&zs, sp->level, Z_DEFLATED, sp->window_bits, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        goto done;
+    size_t zcap = deflateBound(&zs, total) + 64;
+    z = malloc(zcap);
+    if (!z) {
+        deflateEnd(&zs);
+        goto done;
+    }
+    zs.next_in = raw;
+    zs.avail_in = (uInt)total;
+    zs.next_out = z;
+    zs.avail_out = (uInt)zcap;
+    int zrc = deflate(&zs, Z_FINISH);
+    size_t zlen = zcap - zs.avail_out;
+    deflateEnd(&zs);
+    if (zrc != Z_STREAM_END) goto done;
+    if (sp->cinfo >= 0) {
+        z[0] = (uint8_t)(sp->cinfo << 4 | 8);
+        z[1] = (uint8_t)(z[1] & 0xE0);
+        z[1] = (uint8_t)(z[1] + (31 - (z[0] * 256 + z[1]) % 31) % 31);
+    }
+
+    out = malloc(8 + 25 + sp->pre_len + zlen + 12 * (size_t)sp->n_idat + 12);
+    if (!out) goto done;
+    static const uint8_t sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+    uint8_t ihdr[13];
+    size_t n = 8;
+    memcpy(out, sig, 8);
+    put32be(ihdr, sp->w);
+    put32be(ihdr + 4, sp->h);
+    ihdr[8] = (uint8_t)sp->depth;
+    ihdr[9] = (uint8_t)sp->color;
+    ihdr[10] = ihdr[11] = ihdr[12] = 0;
+    put_chunk(out, &n, "IHDR", ihdr, 13);
+    if (sp->pre_len) memcpy(out + n, sp->pre, sp->pre_len);
+    n += sp->pre_len;
+    for (int k = 0; k < sp->n_idat; k++) {
+        size_t from = zlen * (size_t)k / (size_t)sp->n_idat;
+        size_t to = zlen * (size_t)(k + 1) / (size_t)sp->n_idat;
+        put_chunk(out, &n, "IDAT", z + from, to - from);
+    }
+    put_chunk(out, &n, "IEND", NULL, 0);
+    *len = n;
+done:
+    free(z);
+    free(raw);
+    free(px);
+    return out;
+}
+
+/* Decodes with PE_PNG_LIBPNG set to libpng_only, restoring the caller's. */
+static int decode_path(const uint8_t *buf, size_t len,
+                       const pe_decode_opts *opts, pe_image *im,
+                       pe_decode_info *info, int libpng_only) {
+    const char *old = getenv("PE_PNG_LIBPNG");
+    char *saved = old ? strdup(old) : NULL;
+    if (libpng_only)
+        setenv("PE_PNG_LIBPNG", "1", 1);
+    else
+        unsetenv("PE_PNG_LIBPNG");
+    int rc = pe_decode_png(buf, len, opts, im, info);
+    if (saved)
+        setenv("PE_PNG_LIBPNG", saved, 1);
+    else
+        unsetenv("PE_PNG_LIBPNG");
+    free(saved);
+    return rc;
+}
+
+/* Both paths on one file: same rc, message, pixels and info. Returns
+ * 1 when they agree; prints what differs otherwise. */
+static int same_both_ways(const uint8_t *buf, size_t len, const char *what) {
+    pe_image a = {0}, b = {0};
+    pe_decode_info ia, ib;
+    char ma[300] = "", mb[300] = "";
+    memset(&ia, 0, sizeof ia);
+    memset(&ib, 0, sizeof ib);
+    pe_decode_opts opts = {.max_pixels = 1u << 22};
+    int ra = decode_path(buf, len, &opts, &a, &ia, 1);
+    if (ra) snprintf(ma, sizeof ma, "%s", pe_errmsg());
+    int rb = decode_path(buf, len, &opts, &b, &ib, 0);
+    if (rb) snprintf(mb, sizeof mb, "%s", pe_errmsg());
+    int same = ra == rb && strcmp(ma, mb) == 0;
+    if (same && ra == 0)
+        same = a.w == b.w && a.h == b.h && a.c == b.c &&
+               memcmp(a.px, b.px, pe_image_size(&a)) == 0 &&
+               ia.format == ib.format && ia.orig_w == ib.orig_w &&
+               ia.orig_h == ib.orig_h && ia.orig_c == ib.orig_c &&
+               ia.bits == ib.bits && ia.orientation == ib.orientation &&
+               ia.scale_num == ib.scale_num && ia.scale_den == ib.scale_den &&
+               ia.progressive == ib.progressive;
+    if (!same)
+        fprintf(stderr, "    %s: libpng %d \"%s\" %ux%ux%u, fast path %d \"%s\" "
+                        "%ux%ux%u\n",
+                what, ra, ma, a.w, a.h, a.c, rb, mb, b.w, b.h, b.c);
+    pe_image_free(&a);
+    pe_image_free(&b);
+    return same;
+}
+
+/* Recomputes the CRC of every whole chunk, so that damage reaches the
+ * chunk parsers and the inflater instead of stopping at a CRC. */
+static void fix_crcs(uint8_t *buf, size_t len) {
+    size_t pos = 8;
+    while (pos + 12 <= len) {
+        uint32_t n = (uint32_t)buf[pos] << 24 | (uint32_t)buf[pos + 1] << 16 |
+                     (uint32_t)buf[pos + 2] << 8 | buf[pos + 3];
+        if (n > len - pos - 12) break;
+        put32be(buf + pos + 8 + n, (uint32_t)crc32(0, buf + pos + 4, 4 + n));
+        pos += 12 + n;
+    }
+}
+
+static int damaged_both_ways(const uint8_t *file, size_t len, int tries) {
+    uint8_t *buf = malloc(len);
+    int bad = 0;
+    if (!buf) return 0;
+    for (size_t cut = 8; cut < len; cut += 1 + len / 40)
+        bad += !same_both_ways(file, cut, "cut");
+    for (int t = 0; t < tries; t++) {
+        memcpy(buf, file, len);
+        for (int k = 0; k < 1 + t % 3; k++)
+            buf[8 + rng() % (len - 8)] ^= (uint8_t)(1 + rng() % 255);
+        if (t % 2) fix_crcs(buf, len);
+        bad += !same_both_ways(buf, len, t % 2 ? "flip, CRCs fixed" : "flip");
+    }
+    free(buf);
+    return bad == 0;
+}
+
+static void test_png_fast_vs_libpng(void) {
+    static const int colors[] = {0, 2, 3, 4, 6};
+    static const uint32_t sizes[][2] = {{1, 1}, {2, 3}, {7, 5}, {33, 17},
+                                        {64, 48}, {300, 2}, {5, 120}};
+    uint8_t plte[3 * 200];
+    for (size_t i = 0; i < sizeof plte; i++) plte[i] = (uint8_t)(i * 37 + 11);
+    uint8_t pre[4096];
+    int bad = 0;
+    char what[160];
+
+    /* Every colour type, size and filter, 1-3 IDATs, several levels; the
+     * palette covers 200 entries, so higher indices read as black. */
+    for (size_t ci = 0; ci < sizeof colors / sizeof colors[0]; ci++)
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+            for (int f = 0; f < 6; f++) {
+                size_t pre_len = 0;
+                if (colors[ci] == 3)
+                    put_chunk(pre, &pre_len, "PLTE", plte, sizeof plte);
+                png_spec sp = {sizes[si][0], sizes[si][1], colors[ci], 8,
+                               f < 5 ? 1 << f : 0x1F, -1, 15, 1 + f % 9,
+                               1 + (int)(si % 3), 0, -1, pre, pre_len};
+                size_t len = 0;
+                uint8_t *png = build_png(&sp, &len);
+                CHECK(png != NULL);
+                if (!png) continue;
+                snprintf(what, sizeof what, "colour %d %ux%u filters %#x",
+                         sp.color, sp.w, sp.h, (unsigned)sp.filters);
+                pe_image im = {0};
+                CHECK_OK(decode_path(png, len, NULL, &im, NULL, 0));
+                pe_image_free(&im);
+                bad += !same_both_ways(png, len, what);
+                free(png);
+            }
+
+    /* Files the fast path must leave to libpng, or whose errors must stay
+     * libpng's. Each: colour, extra chunks, window bits, raw delta, bad row,
+     * depth. */
+    uint8_t chunk_data[8] = {0, 0, 0xB1, 0x8F, 1, 2, 3, 4};
+    for (int k = 0; k < 18; k++) {
+        size_t pre_len = 0;
+        png_spec sp = {40, 30, 2, 8, 0x1F, -1, 15, 6, 2, 0, -1, pre, 0};
+        switch (k) {
+        case 0: sp.window_bits = 9; break;  /* window < data: zlib only */
+        case 1: sp.window_bits = 10; sp.w = 4; sp.h = 4; break; /* fits */
+        case 2: sp.raw_delta = 50; break;   /* too much image data */
+        case 3: sp.raw_delta = -7; break;   /* not enough */
+        case 4: sp.bad_row = 17; break;     /* filter 5 */
+        case 5: sp.bad_row = 0; break;
+        case 6: /* ancillary chunks, one with a bad CRC */
+            put_chunk(pre, &pre_len, "gAMA", chunk_data, 4);
+            put_chunk(pre, &pre_len, "prVt", chunk_data, 8);
+            put_chunk(pre, &pre_len, "pHYs", chunk_data, 8);
+            pre[pre_len - 1] ^= 1;
+            break;
+        case 7: put_chunk(pre, &pre_len, "ABCD", chunk_data, 8); break;
+        case 8: put_chunk(pre, &pre_len, "tRNS", chunk_data, 6); break;
+        case 9: /* palette with tRNS; then without PLTE */
+            sp.color = 3;
+            put_chunk(pre, &pre_len, "PLTE", plte, 30);
+            put_chunk(pre, &pre_len, "tRNS", chunk_data, 3);
+            break;
+        case 10: sp.color = 3; break;
+        case 11: /* PLTE in an RGB file; a PLTE of 0 and of 257 entries */
+            put_chunk(pre, &pre_len, "PLTE", plte, 30);
+            break;
+        case 12:
+            sp.color = 3;
+            put_chunk(pre, &pre_len, "PLTE", plte, 0);
+            break;
+        case 13:
+            sp.color = 3;
+            put_chunk(pre, &pre_len, "PLTE", plte, sizeof plte);
+            put_chunk(pre, &pre_len, "PLTE", plte, 9);
+            break;
+        case 14: sp.depth = 16; sp.color = 6; break;
+        case 15: sp.depth = 4; sp.color = 0; break;
+        case 16: /* a 512-byte window claimed, longer distances used:
+                  * zlib says "too far back", libdeflate would not */
+            sp.w = 300;
+            sp.h = 20;
+            sp.cinfo = 1;
+            break;
+        case 17: sp.cinfo = 7; break; /* the same stream, honest */
+        }
+        sp.pre_len = pre_len;
+        size_t len = 0;
+        uint8_t *png = build_png(&sp, &len);
+        CHECK(png != NULL);
+        if (!png) continue;
+        snprintf(what, sizeof what, "special case %d", k);
+        bad += !same_both_ways(png, len, what);
+        if (k == 6 || k == 2) bad += !damaged_both_ways(png, len, 40);
+        free(png);
+    }
+
+    /* Damage to fast-path files of each colour type. */
+    for (size_t ci = 0; ci < sizeof colors / sizeof colors[0]; ci++) {
+        size_t pre_len = 0;
+        if (colors[ci] == 3) put_chunk(pre, &pre_len, "PLTE", plte, 60);
+        png_spec sp = {23, 11, colors[ci], 8, 0x1F, -1, 15, 6, 2, 0, -1, pre,
+                       pre_len};
+        size_t len = 0;
+        uint8_t *png = build_png(&sp, &len);
+        CHECK(png != NULL);
+        if (!png) continue;
+        bad += !damaged_both_ways(png, len, 150);
+        free(png);
+    }
+
+    /* libpng's own writer (adaptive filters) and the Pillow fixtures. */
+    pe_image im = {0};
+    uint8_t *png = NULL;
+    size_t len = 0;
+    for (uint32_t c = 1; c <= 3; c += 2) {
+        CHECK_OK(make_image(&im, 97, 41, c));
+        CHECK_OK(pe_encode_png(&im, &png, &len));
+        if (png) bad += !same_both_ways(png, len, "pe_encode_png output");
+        free(png);
+        png = NULL;
+        pe_image_free(&im);
+    }
+    if (have_pil) {
+        const char *names[] = {"rgb.png", "rgba.png", "pal.png", "ga.png",
+                               "gray1.png", "gray_trns.png", "rgb_i.png"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            uint8_t *buf = load(names[i], &len);
+            if (!buf) continue;
+            bad += !same_both_ways(buf, len, names[i]);
+            free(buf);
+        }
+    }
+    CHECK(bad == 0);
+}
+
 int main(void) {
     if (setup_pil() != 0) {
         fprintf(stderr, "cannot prepare the Pillow fixtures\n");
@@ -1030,6 +1375,7 @@ int main(void) {
     RUN(test_png_encode_roundtrip);
     RUN(test_png_limits);
     RUN(test_png_corrupt);
+    RUN(test_png_fast_vs_libpng);
     remove_tmpdir();
     return CHECK_DONE();
 }
