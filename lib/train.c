@@ -282,9 +282,33 @@ typedef struct knn_item {
     int32_t label;
 } knn_item;
 
-static int cmp_sim_desc(const void *a, const void *b) {
-    float x = ((const knn_item *)a)->sim, y = ((const knn_item *)b)->sim;
-    return x < y ? 1 : x > y ? -1 : 0;
+/* Moves the k most similar items to the front (in no particular order):
+ * quickselect, O(n) on average instead of sorting the whole bank. Votes
+ * are summed over the k, so their order does not matter. */
+static void select_top(knn_item *v, size_t n, size_t k) {
+    size_t lo = 0, hi = n;
+    if (k >= n) return;
+    while (hi - lo > 1) {
+        float pivot = v[lo + (hi - lo) / 2].sim;
+        size_t i = lo, j = hi - 1;
+        while (i <= j) {
+            while (v[i].sim > pivot) i++;
+            while (v[j].sim < pivot) j--;
+            if (i <= j) {
+                knn_item t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        /* [lo, j] >= pivot >= [i, hi), and (j, i) equal the pivot: narrow
+         * to the part that holds position k - 1, the last of the top k */
+        if (k - 1 <= j && j < hi) hi = j + 1;
+        else if (k - 1 >= i) lo = i;
+        else return;
+    }
 }
 
 static void l2norm_rows(float *x, size_t n, int d) {
@@ -316,7 +340,7 @@ double pe_knn_accuracy(const float *bank, const int32_t *bank_labels, size_t nba
             for (int q = 0; q < d; q++) s += tn[q] * bn[j * d + q];
             items[j] = (knn_item){s, bank_labels[j]};
         }
-        qsort(items, nbank, sizeof *items, cmp_sim_desc);
+        select_top(items, nbank, (size_t)k);
         memset(votes, 0, (size_t)nclasses * sizeof *votes);
         for (int j = 0; j < k; j++)
             if (items[j].label >= 0 && items[j].label < nclasses)
