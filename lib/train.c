@@ -817,7 +817,8 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
             if (!rc) rc = be->ntxent(be, N, cfg.head_out, pe_model_z(tr->m), o->temperature, &loss, dz);
             if (!rc && !isfinite(loss)) {
                 rc = pe_fail(PE_ECORRUPT, "the loss is %s at epoch %d step %llu: training "
-                             "diverged (lower the learning rate); the last good checkpoint is kept",
+                             "diverged (a learning rate too high, or inputs out of range); the "
+                             "last good checkpoint is kept",
                              isnan(loss) ? "NaN" : "infinite", ep + 1, (unsigned long long)tr->step);
                 break;
             }

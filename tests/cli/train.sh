@@ -57,6 +57,13 @@ err_has "takes the same options"
 expect_rc 0 pe-train --set tr --arch small --size 16 --batch 16 --seed 8 -j 2 --epochs 1 -o d.st
 cmp -s c.st d.st && fail "seed has no effect"
 
+# a NaN loss (inputs blown up by a denormal std) stops the run, names the
+# step, and leaves the last good checkpoint as it was
+cp a.st keep.st
+expect_rc 1 pe-train $common --epochs 2 --mean 0 --std 1e-45 -o keep.st
+err_has "the loss is NaN at epoch 1"
+cmp a.st keep.st || fail "a diverged run replaced the checkpoint"
+
 # bad inputs: clear errors, nonzero exit, no checkpoint
 usage_error pe-train --set tr
 usage_error pe-train --set tr -o x.st --batch 1
