@@ -77,7 +77,7 @@ $(B)/bin/%: cmd/%.c $(B)/libpe.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $< $(B)/libpe.a $(LDFLAGS) $(LDLIBS) -o $@
 
-$(B)/tests/%: tests/unit/%.c tests/unit/check.h $(B)/libpe.a $(HDRS)
+$(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/libpe.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(SANFLAGS) $< $(B)/libpe.a $(LDFLAGS) $(LDLIBS) -o $@
 
