@@ -83,6 +83,9 @@
  * key. */
 #define PE_RNG_TAG_VIEW 0x77656976u
 #define PE_RNG_TAG_SHUFFLE 0x66756873u
+/* pe-craft's draws: key of (seed, target index) with this tag ("craf"),
+ * counter words (poison index, attempt, 0). */
+#define PE_RNG_TAG_CRAFT 0x66617263u
 
 /* A stream: key, counter of the next block, and the unread words of the
  * current block. Plain value; the fields are public for device code and

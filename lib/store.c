@@ -380,6 +380,25 @@ int pe_store_grow(pe_store *st) {
     return 0;
 }
 
+int pe_store_write(pe_store *st, pe_write_fn body, void *ctx) {
+    for (int attempt = 0;; attempt++) {
+        pe_txn *t;
+        int rc = pe_txn_begin(st, 1, &t);
+        if (rc) return rc;
+        rc = body(ctx, t);
+        if (rc == PE_ETOOBIG && attempt < 40) {
+            pe_txn_abort(t);
+            if ((rc = pe_store_grow(st))) return rc;
+            continue;
+        }
+        if (rc) {
+            pe_txn_abort(t);
+            return rc;
+        }
+        return pe_txn_commit(t);
+    }
+}
+
 /* ---------- transactions ---------- */
 int pe_txn_begin(pe_store *st, int write, pe_txn **out) {
     *out = NULL;

@@ -73,6 +73,13 @@ int pe_txn_renew(pe_txn *txn);
 /* Doubles the map size (or to at least the file size x 2). Only with no txn
  * open in this process. */
 int pe_store_grow(pe_store *st);
+/* Runs body in a write txn and commits it; when the map fills (PE_ETOOBIG
+ * from a put) the txn is aborted, the map grown and body run again from the
+ * start, so body must be a pure function of its inputs and the store
+ * (programs that write one batch: pe-craft, pe-inject). Any other error
+ * aborts (nothing written) and is returned. */
+typedef int (*pe_write_fn)(void *ctx, pe_txn *txn);
+int pe_store_write(pe_store *st, pe_write_fn body, void *ctx);
 
 /* ---- keys ---- */
 /* XXH3-128 (seed 0) of: uint32 LE width, uint32 LE height, uint32 LE

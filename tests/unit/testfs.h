@@ -14,7 +14,7 @@ static char g_dir[64];
 
 /* g_dir "/" name, in one of a few rotating buffers (enough for the paths
  * one call needs). */
-static const char *P(const char *name) {
+__attribute__((unused)) static const char *P(const char *name) {
     static char bufs[8][4096];
     static int next;
     char *b = bufs[next++ % 8];
@@ -22,7 +22,7 @@ static const char *P(const char *name) {
     return b;
 }
 
-static int write_file(const char *path, const void *data, size_t len) {
+__attribute__((unused)) static int write_file(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
     size_t w = len ? fwrite(data, 1, len, f) : 0;
@@ -31,7 +31,7 @@ static int write_file(const char *path, const void *data, size_t len) {
 }
 
 /* Whole file into a malloc'd buffer, independently of the code under test. */
-static uint8_t *slurp(const char *path, size_t *len) {
+__attribute__((unused)) static uint8_t *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     uint8_t *buf = NULL;
     size_t cap = 0, n = 0;
