@@ -28,7 +28,8 @@ static void usage(FILE *f) {
 "      --from SET    the source set (never changed)\n"
 "      --to NEWSET   the set made\n"
 "      --remove      remove the keys' entries (all their count) instead\n"
-"      --missing-ok  with --remove: a key not in SET is skipped, not an error\n"
+"      --keep        keep only the keys' entries (a subset of SET)\n"
+"      --missing-ok  with --remove or --keep: a key not in SET is skipped\n"
 "  -f, --force       replace NEWSET if it exists\n"
 "  -q, --quiet       no summary on stderr\n"
 "  -h, --help        this help\n"
@@ -44,7 +45,7 @@ typedef struct kl {
 
 typedef struct job {
     const char *from, *to;
-    int remove, force, missing_ok;
+    int remove, keep, force, missing_ok;
     kl *v;
     size_t n, cap;
     /* results */
@@ -73,6 +74,10 @@ static int kl_cmp(const void *a, const void *b) {
     int c = memcmp(x->key.b, y->key.b, PE_KEY_LEN);
     if (c) return c;
     return x->lineno < y->lineno ? -1 : x->lineno > y->lineno;
+}
+
+static int kl_key_cmp(const void *a, const void *b) {
+    return memcmp(((const kl *)a)->key.b, ((const kl *)b)->key.b, PE_KEY_LEN);
 }
 
 static void put_rate(char *buf, size_t n, double v) {
@@ -144,14 +149,40 @@ static int body(void *ctx, pe_txn *t) {
     if ((rc = pe_set_create(t, staging)) || (rc = pe_writer_identity(who, sizeof who)) ||
         (rc = pe_set_set_attr(t, staging, "writer", who)))
         goto out;
-    for (size_t i = 0; i < ne; i++)
+    for (size_t i = 0; i < ne; i++) {
+        if (j->keep) { /* only the entries whose keys are on stdin */
+            kl probe = {ent[i].key, 0};
+            kl *hit = bsearch(&probe, j->v, j->n, sizeof *j->v, kl_key_cmp);
+            if (!hit) continue;
+            j->changed += ent[i].count;
+            j->changed_distinct++;
+        }
         if ((rc = pe_set_add(t, staging, &ent[i].key, ent[i].count, ent[i].label))) goto out;
+    }
+    if (j->keep) { /* every key on stdin must have been in SET */
+        for (size_t i = 0; i < j->n; i++) {
+            pe_set_entry e;
+            rc = pe_set_lookup(t, staging, &j->v[i].key, &e);
+            if (rc == PE_ENOTFOUND && j->missing_ok) {
+                j->skipped++;
+                rc = 0;
+                continue;
+            }
+            if (rc == PE_ENOTFOUND) {
+                char hx[PE_KEY_HEX + 1];
+                pe_key_to_hex(&j->v[i].key, hx);
+                rc = pe_fail(rc, "stdin: line %lu: image %s: not in set '%s'", j->v[i].lineno,
+                             hx, j->from);
+            }
+            if (rc) goto out;
+        }
+    }
     if (ncls && (rc = pe_set_set_classes(t, staging, (const char *const *)classes, ncls))) goto out;
 
     /* the keys, in key order (j->v is sorted), each distinct key once */
     if (!(per_class = calloc(MAX_CLASSES, sizeof *per_class))) { rc = ENOMEM; goto out; }
     int any_class = 0;
-    for (size_t i = 0; i < j->n;) {
+    for (size_t i = 0; i < j->n && !j->keep;) {
         size_t k = i + 1;
         while (k < j->n && !memcmp(j->v[k].key.b, j->v[i].key.b, PE_KEY_LEN)) k++;
         uint32_t occ = (uint32_t)(k - i);
@@ -199,11 +230,13 @@ static int body(void *ctx, pe_txn *t) {
     /* what was done, in the new set's attributes */
     if ((rc = pe_set_set_attr(t, staging, "source", j->from))) goto out;
     snprintf(v, sizeof v, "%" PRIu64, j->changed);
-    if ((rc = pe_set_set_attr(t, staging, j->remove ? "removed" : "injected", v))) goto out;
+    const char *what = j->keep ? "kept" : j->remove ? "removed" : "injected";
+    if ((rc = pe_set_set_attr(t, staging, what, v))) goto out;
     snprintf(v, sizeof v, "%" PRIu64, j->changed_distinct);
-    if ((rc = pe_set_set_attr(t, staging, j->remove ? "removed_distinct" : "injected_distinct", v)))
-        goto out;
-    if (!j->remove && j->src_total) {
+    char wd[32];
+    snprintf(wd, sizeof wd, "%s_distinct", what);
+    if ((rc = pe_set_set_attr(t, staging, wd, v))) goto out;
+    if (!j->remove && !j->keep && j->src_total) {
         double P = (double)j->changed, D = (double)j->src_total;
         put_rate(v, sizeof v, P / D);
         if ((rc = pe_set_set_attr(t, staging, "rate_over_clean", v))) goto out;
@@ -253,13 +286,13 @@ out:
     return rc;
 }
 
-enum { O_FROM = 256, O_TO, O_REMOVE, O_MISSING_OK, O_VERSION };
+enum { O_FROM = 256, O_TO, O_REMOVE, O_KEEP, O_MISSING_OK, O_VERSION };
 
 int main(int argc, char **argv) {
     if (pe_cli_init_fds()) return PE_EXIT_ERROR;
     static const struct option lo[] = {
         {"store", 1, 0, 'S'}, {"from", 1, 0, O_FROM}, {"to", 1, 0, O_TO},
-        {"remove", 0, 0, O_REMOVE}, {"missing-ok", 0, 0, O_MISSING_OK}, {"force", 0, 0, 'f'},
+        {"remove", 0, 0, O_REMOVE}, {"keep", 0, 0, O_KEEP}, {"missing-ok", 0, 0, O_MISSING_OK}, {"force", 0, 0, 'f'},
         {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0}};
     job J, *j = &J;
     memset(j, 0, sizeof J);
@@ -272,6 +305,7 @@ int main(int argc, char **argv) {
         case O_FROM: j->from = optarg; break;
         case O_TO: j->to = optarg; break;
         case O_REMOVE: j->remove = 1; break;
+        case O_KEEP: j->keep = 1; break;
         case O_MISSING_OK: j->missing_ok = 1; break;
         case 'f': j->force = 1; break;
         case 'q': quiet = 1; break;
@@ -288,7 +322,9 @@ int main(int argc, char **argv) {
     if (pe_set_name_ok(j->to)) return pe_cli_usage(prog, "--to: %s", pe_errmsg());
     if (!strcmp(j->from, j->to))
         return pe_cli_usage(prog, "--to must differ from --from (the source set is never changed)");
-    if (j->missing_ok && !j->remove) return pe_cli_usage(prog, "--missing-ok goes with --remove");
+    if (j->remove && j->keep) return pe_cli_usage(prog, "--remove and --keep exclude each other");
+    if (j->missing_ok && !j->remove && !j->keep)
+        return pe_cli_usage(prog, "--missing-ok goes with --remove or --keep");
 
     pe_store *st = NULL;
     if ((rc = pe_keylines_read(stdin, "stdin", collect, j))) goto out;
@@ -298,7 +334,7 @@ int main(int argc, char **argv) {
     if (!quiet) {
         fprintf(stderr, "%s: %s: %" PRIu64 " images (%" PRIu64 " distinct) = '%s' %s %" PRIu64
                 " (%" PRIu64 " distinct)", prog, pe_esc(j->to), j->new_total, j->new_distinct,
-                pe_esc(j->from), j->remove ? "minus" : "plus", j->changed, j->changed_distinct);
+                pe_esc(j->from), j->keep ? "keeping" : j->remove ? "minus" : "plus", j->changed, j->changed_distinct);
         if (j->skipped) fprintf(stderr, "; %" PRIu64 " keys not in '%s' skipped", j->skipped,
                                 pe_esc(j->from));
         if (j->rates[0]) fprintf(stderr, "; %s", j->rates);

@@ -93,6 +93,15 @@ sum=$(pe-ls -l --set test+p - < p.keys | awk -F'\t' '{s += $3} END {print s}')
 expect_rc 0 pe-inject --from test+p --to test+p-clean --remove < p.keys
 err_has "minus 12 ("
 pe-ls --set test+p-clean | cmp -s - test.before || fail "--remove did not restore the set"
+# --keep: the subset of the keys listed (a pre-training subset)
+head -100 all.keys > k.in
+expect_rc 0 pe-inject --from test --to first100 --keep < k.in
+err_has "keeping 100 (100 distinct)"
+pe-ls --set first100 | cut -f1 > k100
+head -100 all.keys | cut -f1 | LC_ALL=C sort | cmp -s - k100 || fail "--keep kept other keys"
+expect_rc 1 pe-inject --from first100 --to z --keep < p.keys
+err_has "not in set 'first100'"
+usage_error pe-inject --from test --to z --keep --remove
 # an existing set is not overwritten without --force
 expect_rc 1 pe-inject --from test --to test+p < p.lines
 err_has "set 'test+p' exists"
