@@ -112,10 +112,10 @@ common="--arch $ARCH --size $SIZE --batch $BATCH --epochs $EPOCHS --crop-scale $
 cfg=$TAG
 epochs_done() { # checkpoint -> epochs_done from its metadata, or 0
     [ -f "$1" ] || { echo 0; return; }
-    head -c 65536 "$1" | tr ',{}' '\n\n\n' | sed -n 's/^"epochs_done":"\([0-9]*\)"$/\1/p' | head -1
+    meta "$1" epochs_done
 }
-meta() { # checkpoint key -> value
-    head -c 65536 "$1" | tr '{}' '\n\n' | tr ',' '\n' | sed -n "s/^\"$2\":\"\\([^\"]*\\)\"\$/\\1/p" | head -1
+meta() { # checkpoint key -> value (from the safetensors JSON header)
+    head -c 65536 "$1" | tr -d '\000' | grep -ao "\"$2\":\"[^\"]*\"" | head -1 | cut -d'"' -f4
 }
 train() { # set out seed [extra options]
     set_=$1 out=$2 seed=$3
