@@ -26,7 +26,11 @@
 #   TARGET_SEED [2026] seed of the target, class and reference draws
 #   CRAFT_SEED [1]     pe-craft --seed
 #   PROBE [linear]     pe-eval --probe
-#   TAG [default]      names this configuration's files (sweeps use several)
+#   TAG [default]      names this configuration's encoders and reports
+#   CLEAN_TAG [TAG]    the clean encoders to train or reuse (a sweep that
+#                      changes only the poisons reuses the default's)
+#   PAIRS_FROM [default] the configuration whose first clean encoder picked
+#                      the targets (every sweep attacks the same pairs)
 #   STOP_AFTER []      stop after a stage: data, clean, craft, poisoned
 set -eu
 
@@ -55,6 +59,8 @@ TARGET_SEED=${TARGET_SEED:-2026}
 CRAFT_SEED=${CRAFT_SEED:-1}
 PROBE=${PROBE:-linear}
 TAG=${TAG:-default}
+CLEAN_TAG=${CLEAN_TAG:-$TAG}
+PAIRS_FROM=${PAIRS_FROM:-default}
 STOP_AFTER=${STOP_AFTER:-}
 if [ $full = 1 ]; then
     ARCH=resnet18
@@ -110,6 +116,7 @@ stop_after data
 common="--arch $ARCH --size $SIZE --batch $BATCH --epochs $EPOCHS --crop-scale $CROP"
 [ -n "$THREADS" ] && common="$common -j $THREADS"
 cfg=$TAG
+ccfg=$CLEAN_TAG
 epochs_done() { # checkpoint -> epochs_done from its metadata, or 0
     [ -f "$1" ] || { echo 0; return; }
     meta "$1" epochs_done
@@ -139,11 +146,11 @@ train() { # set out seed [extra options]
 for s in $SEEDS; do
     first=${first:-$s}
     if [ "$s" = "$first" ]; then
-        train "$pre" "$work/clean-$cfg-s$s.safetensors" "$s"
-        mean=$(meta "$work/clean-$cfg-s$s.safetensors" mean)
-        std=$(meta "$work/clean-$cfg-s$s.safetensors" std)
+        train "$pre" "$work/clean-$ccfg-s$s.safetensors" "$s"
+        mean=$(meta "$work/clean-$ccfg-s$s.safetensors" mean)
+        std=$(meta "$work/clean-$ccfg-s$s.safetensors" std)
     else
-        train "$pre" "$work/clean-$cfg-s$s.safetensors" "$s" --mean "$mean" --std "$std"
+        train "$pre" "$work/clean-$ccfg-s$s.safetensors" "$s" --mean "$mean" --std "$std"
     fi
 done
 stop_after clean
@@ -152,29 +159,32 @@ stop_after clean
 # correctly, ranked by the seeded hash; the target class drawn from the
 # other nine classes by a second hash; references: the first N_REFS images of
 # each target class in the pool, ranked by the hash
-pairs=$work/pairs-$cfg.tsv
-refs=$work/refs-$cfg.tsv
+pairs=$work/pairs-$PAIRS_FROM-t$N_TARGETS.tsv
+refs=$work/refs-$PAIRS_FROM-t$N_TARGETS.tsv
 if [ ! -s "$pairs" ]; then
-    pred=$work/pred-clean-$cfg-s$first.tsv
-    pe-eval -q --encoder "$work/clean-$cfg-s$first.safetensors" --train train --test test \
-        --probe "$PROBE" --cache "$work/feat-clean-$cfg-s$first.st" --predictions "$pred" > /dev/null
+    [ "$PAIRS_FROM" = "$TAG" ] || { log "no $pairs: run the $PAIRS_FROM configuration first"; exit 1; }
+    pred=$work/pred-clean-$ccfg-s$first.tsv
+    pe-eval -q --encoder "$work/clean-$ccfg-s$first.safetensors" --train train --test test \
+        --probe "$PROBE" --cache "$work/feat-clean-$ccfg-s$first.st" --predictions "$pred" > /dev/null
     # KEY TRUE PRED (class ids)
     awk -F'\t' '$2 == $3' "$pred" | rank "$TARGET_SEED" | LC_ALL=C sort | head -n "$N_TARGETS" |
         cut -f2- | rank "$((TARGET_SEED + 1))" |
-        awk -F'\t' '{ print $2 "\t" ($3 + 1 + $1 % 9) % 10 }' > "$pairs"
+        awk -F'\t' '{ print $2 "\t" ($3 + 1 + $1 % 9) % 10 }' > "$pairs.tmp"
+    mv "$pairs.tmp" "$pairs"
 fi
 if [ ! -s "$refs" ]; then
-    : > "$refs"
     for c in $(cut -f2 "$pairs" | sort -un); do
         pe-ls --set "$pool" --label "$c" | rank "$TARGET_SEED" | LC_ALL=C sort |
-            head -n "$N_REFS" | cut -f2 | awk -v c="$c" '{ print $1 "\t" c }' >> "$refs"
-    done
+            head -n "$N_REFS" | cut -f2 | awk -v c="$c" '{ print $1 "\t" c }'
+    done > "$refs.tmp"
+    mv "$refs.tmp" "$refs"
 fi
-poisoned=pre-$N_PRE+$cfg
+# the poisoned set depends on the pairs and the poisons only
+poisoned=pre-$N_PRE+$PAIRS_FROM-t${N_TARGETS}x$PER_TARGET-c$CRAFT_SEED
 if ! have_set "$poisoned"; then
     pe-craft --targets "$pairs" --references "$refs" --per-target "$PER_TARGET" \
-        --seed "$CRAFT_SEED" --for "$pre" > "$work/poisons-$cfg.lines"
-    pe-inject --from "$pre" --to "$poisoned" < "$work/poisons-$cfg.lines"
+        --seed "$CRAFT_SEED" --for "$pre" > "$work/$poisoned.lines"
+    pe-inject --from "$pre" --to "$poisoned" < "$work/$poisoned.lines"
 fi
 stop_after craft
 
@@ -187,11 +197,13 @@ stop_after poisoned
 # 5. evaluation: the same probe, train and test sets, and pairs for all
 for kind in clean poisoned; do
     for s in $SEEDS; do
-        enc=$work/$kind-$cfg-s$s.safetensors
+        etag=$cfg
+        [ $kind = clean ] && etag=$ccfg
+        enc=$work/$kind-$etag-s$s.safetensors
         out=$work/eval-$kind-$cfg-s$s.json
         [ -s "$out" ] && continue
         pe-eval -q --encoder "$enc" --train train --test test --probe "$PROBE" \
-            --cache "$work/feat-$kind-$cfg-s$s.st" --targets "$pairs" --json > "$out.tmp"
+            --cache "$work/feat-$kind-$etag-s$s.st" --targets "$pairs" --json > "$out.tmp"
         mv "$out.tmp" "$out"
     done
 done
