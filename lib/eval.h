@@ -65,7 +65,7 @@ typedef struct pe_eval_opts {
     const pe_eval_task *tasks;
     size_t ntasks;
     const char *targets;      /* key lines KEY[\tCLASS]; "-": `in`; NULL: none */
-    const char *target_class; /* class of target lines that name none */
+    const char *target_class; /* class of every target line (their fields ignored) */
     pe_probe_opts probe;
     const char *cache;        /* feature cache file, or NULL */
     const char *predictions;  /* KEY\tTRUE\tPREDICTED per test image, or NULL */
