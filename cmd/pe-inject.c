@@ -152,7 +152,7 @@ static int body(void *ctx, pe_txn *t) {
     for (size_t i = 0; i < ne; i++) {
         if (j->keep) { /* only the entries whose keys are on stdin */
             kl probe = {ent[i].key, 0};
-            kl *hit = bsearch(&probe, j->v, j->n, sizeof *j->v, kl_key_cmp);
+            kl *hit = j->n ? bsearch(&probe, j->v, j->n, sizeof *j->v, kl_key_cmp) : NULL;
             if (!hit) continue;
             j->changed += ent[i].count;
             j->changed_distinct++;
@@ -328,7 +328,7 @@ int main(int argc, char **argv) {
 
     pe_store *st = NULL;
     if ((rc = pe_keylines_read(stdin, "stdin", collect, j))) goto out;
-    qsort(j->v, j->n, sizeof *j->v, kl_cmp);
+    if (j->n) qsort(j->v, j->n, sizeof *j->v, kl_cmp);
     if ((rc = pe_store_open(&st, pe_store_path(store), 0))) goto out;
     if ((rc = pe_store_write(st, body, j))) goto out;
     if (!quiet) {

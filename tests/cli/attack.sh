@@ -102,6 +102,9 @@ head -100 all.keys | cut -f1 | LC_ALL=C sort | cmp -s - k100 || fail "--keep kep
 expect_rc 1 pe-inject --from first100 --to z --keep < p.keys
 err_has "not in set 'first100'"
 usage_error pe-inject --from test --to z --keep --remove
+expect_rc 0 pe-inject --from test --to empty --keep < /dev/null
+pe-ls --sets | grep -q "^empty	0	0" || fail "--keep of no keys: an empty set"
+expect_rc 0 pe-inject --from test --to same < /dev/null
 # an existing set is not overwritten without --force
 expect_rc 1 pe-inject --from test --to test+p < p.lines
 err_has "set 'test+p' exists"
