@@ -49,6 +49,17 @@ int pe_image_resize_box_bilinear(const pe_image *src, pe_image *dst,
                                  uint32_t dst_w, uint32_t dst_h, double x0,
                                  double y0, double x1, double y1);
 
+/* The same two with Pillow's LANCZOS filter (Lanczos-3: sinc(x) sinc(x/3)
+ * on |x| < 3, support widened by the downscale factor; negative lobes, the
+ * result clipped to 0..255), bit-exact with Pillow 9's Image.resize(...,
+ * LANCZOS). The perceptual hash (phash.h) resizes with it, as Python's
+ * imagehash does. */
+int pe_image_resize_lanczos(const pe_image *src, pe_image *dst,
+                            uint32_t dst_w, uint32_t dst_h);
+int pe_image_resize_box_lanczos(const pe_image *src, pe_image *dst,
+                                uint32_t dst_w, uint32_t dst_h, double x0,
+                                double y0, double x1, double y1);
+
 /* Applies an EXIF orientation (1..8) in place (may swap w and h).
  * Orientation 1 or out of range is a no-op. */
 int pe_image_orient(pe_image *im, int orientation);

@@ -1,6 +1,7 @@
 /*
- * resample.c - bilinear resizing of 8-bit images, bit-exact with Pillow 9's
- * Image.resize(size, BILINEAR[, box]) on "L" and "RGB" images.
+ * resample.c - bilinear and Lanczos resizing of 8-bit images, bit-exact
+ * with Pillow 9's Image.resize(size, BILINEAR|LANCZOS[, box]) on "L" and
+ * "RGB" images (Lanczos serves the perceptual hash, lib/phash.c).
  *
  * Not for: other filters, more than 8 bits per sample, or reproducing
  * Pillow's reducing_gap shortcut. Bit-exactness is the contract here, so the
@@ -8,9 +9,12 @@
  * operation for operation (float box, double weights, 22-bit fixed point);
  * change none of it without rerunning tests/unit/test_resample.c.
  *
- * The algorithm: per axis, every output sample is a normalised triangle
- * filter over the input samples whose support is widened by the downscale
- * factor (so downscales are antialiased). The horizontal pass runs first,
+ * The algorithm: per axis, every output sample is a normalised filter
+ * (triangle, support 1; or Lanczos-3, a sinc windowed by a sinc, support 3)
+ * over the input samples whose support is widened by the downscale
+ * factor (so downscales are antialiased). Lanczos weights can be negative;
+ * they are rounded into fixed point the same way (half away from zero) and
+ * the results clipped to 0..255, as Pillow does. The horizontal pass runs first,
  * only over the input rows the vertical pass will read, and rounds to uint8;
  * the vertical pass then runs on that intermediate. An axis whose size and
  * box are the identity is skipped, as Pillow skips it.
@@ -43,7 +47,9 @@
 
 /* Pillow's fixed point for 8-bit results: 32 bits less 8 for the sample
  * and 2 of headroom. With non-negative weights summing to about 1, the
- * accumulator stays below 2^31 (255 * 2^23 + 2^21 in the worst rounding). */
+ * accumulator stays below 2^31 (255 * 2^23 + 2^21 in the worst rounding);
+ * Lanczos's positive weights sum to at most about 1.3, and the negative
+ * ones only lower the sum, so it stays below 2^31 too. */
 #define PRECISION_BITS 22
 #define HALF (1 << (PRECISION_BITS - 1))
 
@@ -64,6 +70,26 @@ static double triangle(double x) {
     return x < 1.0 ? 1.0 - x : 0.0;
 }
 
+/* Pillow's sinc_filter and lanczos_filter, operation for operation. */
+static double sinc(double x) {
+    if (x == 0.0) return 1.0;
+    x = x * M_PI;
+    return sin(x) / x;
+}
+
+static double lanczos(double x) {
+    if (-3.0 <= x && x < 3.0) return sinc(x) * sinc(x / 3);
+    return 0.0;
+}
+
+typedef struct resample_filter {
+    double (*fn)(double);
+    double support;
+} resample_filter;
+
+static const resample_filter filter_bilinear = {triangle, 1.0};
+static const resample_filter filter_lanczos = {lanczos, 3.0};
+
 static int mul_size(size_t a, size_t b, size_t *out) {
     if (b != 0 && a > SIZE_MAX / b) return 0;
     *out = a * b;
@@ -75,16 +101,17 @@ static void axis_free(resample_axis *ax) {
     memset(ax, 0, sizeof *ax);
 }
 
-/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear
- * filter (support 1) mapping input [in0, in1) of in_size samples onto
- * out_size samples. in0 and in1 are floats because Pillow's box is. */
-static int axis_init(resample_axis *ax, uint32_t in_size, float in0,
-                     float in1, uint32_t out_size) {
+/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for filter f
+ * mapping input [in0, in1) of in_size samples onto out_size samples. in0
+ * and in1 are floats because Pillow's box is. */
+static int axis_init(resample_axis *ax, const resample_filter *f,
+                     uint32_t in_size, float in0, float in1,
+                     uint32_t out_size) {
     memset(ax, 0, sizeof *ax);
     /* The difference is taken in float, as Pillow does, then widened. */
     double scale = (double)(in1 - in0) / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = 1.0 * filterscale;
+    double support = f->support * filterscale;
     double ss = 1.0 / filterscale;
     size_t ksize = (size_t)ceil(support) * 2 + 1;
 
@@ -125,7 +152,7 @@ static int axis_init(resample_axis *ax, uint32_t in_size, float in0,
 
         double ww = 0.0;
         for (int64_t x = 0; x < taps; x++) {
-            w[x] = triangle(((double)(x + xmin) - center + 0.5) * ss);
+            w[x] = f->fn(((double)(x + xmin) - center + 0.5) * ss);
             ww += w[x];
         }
         int32_t *k = ax->k + (size_t)xx * ksize;
@@ -575,9 +602,9 @@ static void vertical_pass(const uint8_t *in, size_t row_len, uint32_t offset,
     resample_vertical(in, row_len, offset, out, ax);
 }
 
-int pe_image_resize_box_bilinear(const pe_image *src, pe_image *dst,
-                                 uint32_t dst_w, uint32_t dst_h, double x0,
-                                 double y0, double x1, double y1) {
+static int resize_box(const resample_filter *f, const pe_image *src,
+                      pe_image *dst, uint32_t dst_w, uint32_t dst_h,
+                      double x0, double y0, double x1, double y1) {
     PE_ASSERT(src != NULL && dst != NULL);
     PE_ASSERT(dst->px == NULL);
     memset(dst, 0, sizeof *dst);
@@ -616,7 +643,7 @@ int pe_image_resize_box_bilinear(const pe_image *src, pe_image *dst,
         goto out;
     }
 
-    rc = axis_init(&vy, src->h, box[1], box[3], dst_h);
+    rc = axis_init(&vy, f, src->h, box[1], box[3], dst_h);
     if (rc) goto out;
     /* Input rows the vertical pass reads: the horizontal pass needs only
      * these. The bounds are non-decreasing in the output index. */
@@ -628,7 +655,7 @@ int pe_image_resize_box_bilinear(const pe_image *src, pe_image *dst,
     const uint8_t *vin = src->px;
     uint32_t voffset = 0;
     if (need_h) {
-        rc = axis_init(&hx, src->w, box[0], box[2], dst_w);
+        rc = axis_init(&hx, f, src->w, box[0], box[2], dst_w);
         if (rc) goto out;
         const size_t src_stride = (size_t)src->w * c;
         const uint8_t *hin = src->px + (size_t)row_first * src_stride;
@@ -665,6 +692,27 @@ out:
     axis_free(&vy);
     if (rc) pe_image_free(dst);
     return rc;
+}
+
+int pe_image_resize_box_bilinear(const pe_image *src, pe_image *dst,
+                                 uint32_t dst_w, uint32_t dst_h, double x0,
+                                 double y0, double x1, double y1) {
+    return resize_box(&filter_bilinear, src, dst, dst_w, dst_h, x0, y0, x1,
+                      y1);
+}
+
+int pe_image_resize_box_lanczos(const pe_image *src, pe_image *dst,
+                                uint32_t dst_w, uint32_t dst_h, double x0,
+                                double y0, double x1, double y1) {
+    return resize_box(&filter_lanczos, src, dst, dst_w, dst_h, x0, y0, x1,
+                      y1);
+}
+
+int pe_image_resize_lanczos(const pe_image *src, pe_image *dst,
+                            uint32_t dst_w, uint32_t dst_h) {
+    PE_ASSERT(src != NULL);
+    return pe_image_resize_box_lanczos(src, dst, dst_w, dst_h, 0.0, 0.0,
+                                       (double)src->w, (double)src->h);
 }
 
 int pe_image_resize_bilinear(const pe_image *src, pe_image *dst,

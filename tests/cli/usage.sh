@@ -1,7 +1,7 @@
 # Invalid options and arguments: exit 2, empty stdout, a message naming
 # the problem; --help and --version succeed.
 . "$(dirname "$0")/lib.sh"
-for p in pe-ingest pe-ls pe-export pe-rm pe-craft pe-inject pe-eval; do
+for p in pe-ingest pe-ls pe-export pe-rm pe-craft pe-inject pe-eval pe-audit; do
     expect_rc 0 $p --help
     out_has "usage: $p"
     expect_rc 0 $p --version

@@ -1,0 +1,165 @@
+/*
+ * pe-audit - scans of a set: exact and near duplicates, image quality,
+ * and PoisonedEncoder poisons (composites, recurring parts, seams, images
+ * of another set inside this one); prints the suspects as key lines, a
+ * summary on stderr, and scores itself on known poisons. Options:
+ * docs/man/pe-audit.1.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "cli.h"
+#include "escape.h"
+#include "pe.h"
+
+static const char *prog = "pe-audit";
+
+static void usage(FILE *f) {
+    fputs(
+"usage: pe-audit [options] --set SET | pe-audit [options] [-] < KEYS\n"
+"Scan the images of SET (or the keys on stdin) and print the suspects,\n"
+"KEY<TAB>SCAN<TAB>SCORE a line, in key order; a summary on stderr.\n"
+"\n"
+"  -S, --store PATH      store (default $PE_STORE, else ./pe.lmdb)\n"
+"  -s, --set SET         the set audited\n"
+"      --scan LIST       scans, comma-separated (default all): exact, phash,\n"
+"                        dark, light, blurry, lowinfo, aspect, oddsize,\n"
+"                        grayscale, composite, recurring, seam, size, against;\n"
+"                        groups dup, quality, poison, all\n"
+"      --against SET     look for SET's images (whole, or as parts) in the\n"
+"                        audited images (the against scan and composite)\n"
+"      --hash MODE       pe (default: exact integer pHash) or imagehash\n"
+"      --radius N        near-duplicate Hamming radius, 0-32 (default 8)\n"
+"      --part-radius N   radius of part matches, 0-32 (default 4)\n"
+"      --score-radius N  distances searched for scores, 0-32 (default 12)\n"
+"      --threshold SCAN=V  suspect when the score is at least V (0-1);\n"
+"                        repeatable\n"
+"      --truth [FILE]    score the scans: the poisons are the images made by\n"
+"                        pe-craft (from provenance), or the keys in FILE\n"
+"      --all             print every image's score for every scan, with a\n"
+"                        fourth field: suspect or -\n"
+"      --json            NDJSON: one finding a line, then a summary line\n"
+"  -q, --quiet           no summary on stderr\n"
+"  -h, --help            this help\n"
+"      --version         print the version\n"
+"Exit: 0 ok (suspects or not), 1 error (unknown or empty set, key not in\n"
+"the store, bad line, store), 2 usage.\n",
+        f);
+}
+
+enum {
+    O_SCAN = 256, O_AGAINST, O_HASH, O_RADIUS, O_PART_RADIUS, O_SCORE_RADIUS, O_THRESHOLD,
+    O_TRUTH, O_ALL, O_JSON, O_VERSION
+};
+
+static int parse_threshold(const char *arg, pe_audit_opts *o) {
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) return pe_cli_usage(prog, "--threshold takes SCAN=VALUE: '%s'", arg);
+    char name[32];
+    size_t n = (size_t)(eq - arg);
+    if (n >= sizeof name) return pe_cli_usage(prog, "--threshold: unknown scan '%s'", arg);
+    memcpy(name, arg, n);
+    name[n] = 0;
+    int scan = -1;
+    for (int s = 0; s < PE_SCAN_COUNT; s++)
+        if (!strcmp(name, pe_scan_name((pe_scan)s))) scan = s;
+    if (scan < 0) return pe_cli_usage(prog, "--threshold: unknown scan '%s'", name);
+    char *end;
+    double v = strtod(eq + 1, &end);
+    if (!eq[1] || *end || !(v >= 0 && v <= 1))
+        return pe_cli_usage(prog, "--threshold: '%s' is not a number from 0 to 1", eq + 1);
+    o->threshold[scan] = v;
+    return 0;
+}
+
+static int parse_radius(const char *opt, const char *s, int *out) {
+    uint64_t v;
+    if (pe_parse_u64(s, 0, 32, &v))
+        return pe_cli_usage(prog, "%s takes a whole number from 0 to 32: '%s'", opt, s);
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (pe_cli_init_fds()) return PE_EXIT_ERROR;
+    static const struct option lo[] = {
+        {"store", 1, 0, 'S'},          {"set", 1, 0, 's'},
+        {"scan", 1, 0, O_SCAN},        {"against", 1, 0, O_AGAINST},
+        {"hash", 1, 0, O_HASH},        {"radius", 1, 0, O_RADIUS},
+        {"part-radius", 1, 0, O_PART_RADIUS}, {"score-radius", 1, 0, O_SCORE_RADIUS},
+        {"threshold", 1, 0, O_THRESHOLD}, {"truth", 2, 0, O_TRUTH},
+        {"all", 0, 0, O_ALL},          {"json", 0, 0, O_JSON},
+        {"quiet", 0, 0, 'q'},          {"help", 0, 0, 'h'},
+        {"version", 0, 0, O_VERSION},  {0, 0, 0, 0}};
+    pe_audit_opts o;
+    pe_audit_opts_default(&o);
+    o.prog = prog;
+    const char *store = NULL;
+    int c, rc;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":S:s:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'S': store = optarg; break;
+        case 's': o.set = optarg; break;
+        case O_SCAN:
+            if (pe_scan_list_parse(optarg, &o.scans)) return pe_cli_usage(prog, "--scan: %s", pe_errmsg());
+            break;
+        case O_AGAINST: o.against = optarg; break;
+        case O_HASH:
+            if (pe_phash_mode_parse(optarg, &o.mode)) return pe_cli_usage(prog, "--hash: %s", pe_errmsg());
+            break;
+        case O_RADIUS:
+            if ((rc = parse_radius("--radius", optarg, &o.radius))) return rc;
+            break;
+        case O_PART_RADIUS:
+            if ((rc = parse_radius("--part-radius", optarg, &o.part_radius))) return rc;
+            break;
+        case O_SCORE_RADIUS:
+            if ((rc = parse_radius("--score-radius", optarg, &o.score_radius))) return rc;
+            break;
+        case O_THRESHOLD:
+            if ((rc = parse_threshold(optarg, &o))) return rc;
+            break;
+        case O_TRUTH:
+            /* an optional argument must be attached (--truth=FILE); a
+             * following word that is not an option is taken too */
+            if (!optarg && optind < argc && argv[optind][0] != '-') optarg = argv[optind++];
+            o.truth = optarg ? 2 : 1;
+            o.truth_file = optarg;
+            break;
+        case O_ALL: o.all = 1; break;
+        case O_JSON: o.json = 1; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': usage(stdout); return PE_EXIT_OK;
+        case O_VERSION: printf("pe-audit %s\n", PE_VERSION_STRING); return PE_EXIT_OK;
+        case ':': return pe_cli_usage(prog, "option '%s' needs a value", argv[optind - 1]);
+        default: return pe_cli_usage(prog, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    int dash = optind < argc && !strcmp(argv[optind], "-");
+    if (argc - optind > dash)
+        return pe_cli_usage(prog, "unexpected argument '%s'", argv[optind + dash]);
+    if (dash && o.set) return pe_cli_usage(prog, "'-' (keys on stdin) and --set exclude each other");
+    if (o.set && pe_set_name_ok(o.set)) return pe_cli_usage(prog, "--set: %s", pe_errmsg());
+    if (o.against && pe_set_name_ok(o.against))
+        return pe_cli_usage(prog, "--against: %s", pe_errmsg());
+    if (!o.set && o.truth == 2 && !strcmp(o.truth_file, "-"))
+        return pe_cli_usage(prog, "--truth - reads stdin, which holds the keys audited; use --set");
+    if (!o.scans) return pe_cli_usage(prog, "--scan: no scan selected");
+    if ((o.scans & (1u << PE_SCAN_AGAINST)) && o.scans == (1u << PE_SCAN_AGAINST) && !o.against)
+        return pe_cli_usage(prog, "the against scan needs --against SET");
+
+    pe_store *st = NULL;
+    if ((rc = pe_store_open(&st, pe_store_path(store), PE_STORE_RDONLY))) return pe_cli_fail(prog, rc);
+    rc = pe_audit_run(st, &o, stdin, stdout, stderr);
+    pe_store_close(st);
+    if (rc) return pe_cli_fail(prog, rc);
+    if (fflush(stdout) == EOF) {
+        fprintf(stderr, "%s: write error on standard output\n", prog);
+        return PE_EXIT_ERROR;
+    }
+    return PE_EXIT_OK;
+}
