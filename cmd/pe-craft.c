@@ -269,14 +269,11 @@ int main(int argc, char **argv) {
                 return pe_cli_usage(prog, "--per-target: %s", pe_errmsg());
             budgets++;
             break;
-        case O_RATE: {
-            char *end;
-            j->rate = strtod(optarg, &end);
-            if (!*optarg || *end || !(j->rate > 0 && j->rate <= 1))
+        case O_RATE:
+            if (pe_parse_double(optarg, 0, 1, &j->rate) || !(j->rate > 0))
                 return pe_cli_usage(prog, "--rate: '%s' is not a number in (0, 1]", optarg);
             budgets++;
             break;
-        }
         case O_FOR: j->for_set = optarg; break;
         case O_LAYOUTS:
             if (pe_layouts_parse(optarg, &j->co.layouts)) return pe_cli_usage(prog, "%s", pe_errmsg());
@@ -298,13 +295,10 @@ int main(int argc, char **argv) {
             j->co.fill[0] = (uint8_t)a, j->co.fill[1] = (uint8_t)b, j->co.fill[2] = (uint8_t)d;
             break;
         }
-        case O_JITTER: {
-            char *end;
-            j->co.jitter = strtod(optarg, &end);
-            if (!*optarg || *end || !(j->co.jitter >= 0 && j->co.jitter <= 0.9))
-                return pe_cli_usage(prog, "--jitter: '%s' is not a number in [0, 0.9]", optarg);
+        case O_JITTER:
+            if (pe_parse_double(optarg, 0, 0.9, &j->co.jitter))
+                return pe_cli_usage(prog, "--jitter: %s", pe_errmsg());
             break;
-        }
         case O_OFFSET:
             if (pe_parse_u64(optarg, 0, 4096, &v)) return pe_cli_usage(prog, "--offset: %s", pe_errmsg());
             j->co.offset = (uint32_t)v;

@@ -51,15 +51,6 @@ static void usage(FILE *f) {
         f);
 }
 
-static int parse_double(const char *s, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= lo && v <= hi))
-        return pe_fail(PE_EUSAGE, "'%s' is not a number in [%g, %g]", s, lo, hi);
-    *out = v;
-    return 0;
-}
-
 /* "a" or "a,b,c" into v[3]; -1 on anything else. */
 static int parse3(const char *s, float *v) {
     double d[3];
@@ -121,7 +112,7 @@ int main(int argc, char **argv) {
     } while (0)
 #define NUM(lo_, hi_, dst)                                                     \
     do {                                                                       \
-        if (parse_double(optarg, lo_, hi_, &d)) USAGE("%s: %s", argv[optind - 1], pe_errmsg()); \
+        if (pe_parse_double(optarg, lo_, hi_, &d)) USAGE("%s: %s", argv[optind - 1], pe_errmsg()); \
         dst = d;                                                               \
     } while (0)
 #define INT(lo_, hi_, dst)                                                     \

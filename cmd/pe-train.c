@@ -55,15 +55,6 @@ static void usage(FILE *f) {
         f);
 }
 
-static int parse_double(const char *s, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= lo && v <= hi))
-        return pe_fail(PE_EUSAGE, "'%s' is not a number in [%g, %g]", s, lo, hi);
-    *out = v;
-    return 0;
-}
-
 /* "a,b[,c...]" into up to n doubles; returns the count or -1. */
 static int parse_list(const char *s, double *v, int n) {
     int k = 0;
@@ -111,7 +102,7 @@ int main(int argc, char **argv) {
     opterr = 0;
 #define NUM(lo_, hi_, dst)                                                     \
     do {                                                                       \
-        if (parse_double(optarg, lo_, hi_, &d))                                \
+        if (pe_parse_double(optarg, lo_, hi_, &d))                                \
             return pe_cli_usage(prog, "%s: %s", argv[optind - 1], pe_errmsg()); \
         dst = d;                                                               \
     } while (0)

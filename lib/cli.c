@@ -192,3 +192,12 @@ void pe_cli_free_classes(char **v, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) free(v[i]);
     free(v);
 }
+
+int pe_parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= lo && v <= hi))
+        return pe_fail(PE_EUSAGE, "'%s' is not a number in [%g, %g]", s, lo, hi);
+    *out = v;
+    return 0;
+}

@@ -51,6 +51,10 @@ int pe_keylines_read(FILE *f, const char *name, pe_keyline_fn fn, void *ctx);
  * anything else. */
 int pe_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
+/* Parses a finite decimal number in [lo, hi]; PE_EUSAGE ("'s' is not a
+ * number in [lo, hi]") on anything else. */
+int pe_parse_double(const char *s, double lo, double hi, double *out);
+
 /* "WxH" (both >= 1, <= 65535). */
 int pe_parse_size(const char *s, uint32_t *w, uint32_t *h);
 
