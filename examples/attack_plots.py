@@ -5,7 +5,7 @@ and the mean cosine similarity of the targets to their target-class mean,
 with the clean and the poisoned encoder, seed 1, same pairs throughout.
 
 Usage: attack_plots.py WORKDIR OUTDIR
-Writes OUTDIR/sweep-{poisons,epochs,crop,targets}.svg for the sweeps whose
+Writes OUTDIR/sweep-{poisons,epochs,crop,targets,model}.svg for the sweeps whose
 reports exist, and prints a Markdown table of the points.
 """
 import json
@@ -17,6 +17,7 @@ SWEEPS = {
     "epochs": ("pre-training epochs", [(10, "e10"), (20, "default"), (40, "e40")]),
     "crop": ("crop scale minimum", [(0.08, "default"), (0.3, "c03")]),
     "targets": ("targets attacked at once", [(1, "t1"), (10, "default")]),
+    "model": ("encoder", [("small", "default"), ("resnet18 x0.25", "r18w025")]),
 }
 
 

@@ -22,7 +22,8 @@
 #   EPOCHS [20]        pre-training epochs
 #   SEEDS ["1 2 3"]    pre-training seeds (clean and poisoned share them)
 #   CROP [0.08,1]      RandomResizedCrop scale range
-#   ARCH [small]  SIZE [28]  BATCH [256]  THREADS [pe-train's default]
+#   ARCH [small]  WIDTH [1, resnet18's width multiplier]  SIZE [28]
+#   BATCH [256]  THREADS [pe-train's default]
 #   TARGET_SEED [2026] seed of the target, class and reference draws
 #   CRAFT_SEED [1]     pe-craft --seed
 #   PROBE [linear]     pe-eval --probe
@@ -52,6 +53,7 @@ EPOCHS=${EPOCHS:-20}
 SEEDS=${SEEDS:-1 2 3}
 CROP=${CROP:-0.08,1}
 ARCH=${ARCH:-small}
+WIDTH=${WIDTH:-1}
 SIZE=${SIZE:-28}
 BATCH=${BATCH:-256}
 THREADS=${THREADS:-}
@@ -114,6 +116,7 @@ fi
 stop_after data
 
 common="--arch $ARCH --size $SIZE --batch $BATCH --epochs $EPOCHS --crop-scale $CROP"
+[ "$ARCH" = resnet18 ] && common="$common --width $WIDTH"
 [ -n "$THREADS" ] && common="$common -j $THREADS"
 cfg=$TAG
 ccfg=$CLEAN_TAG
