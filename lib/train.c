@@ -684,6 +684,28 @@ static int check_opts(const pe_train_opts *o) {
     return 0;
 }
 
+/* Weighted kNN accuracy of the current encoder: features of the bank and
+ * of the test set (at most --knn-limit images) without augmentation. */
+static int knn_score(pe_store *st, pe_model *m, pe_backend *be, const dataset *kb,
+                     const dataset *kt, const pe_aug_opts *aug, const pe_train_opts *o, int N,
+                     double *out) {
+    float *fb = NULL, *ft = NULL;
+    int32_t *lb = NULL, *lt = NULL;
+    size_t nb = 0, ntt = 0;
+    int rc = features_of(st, m, be, kb, aug, 0, N, &fb, &lb, &nb);
+    if (!rc) rc = features_of(st, m, be, kt, aug, o->knn_limit, N, &ft, &lt, &ntt);
+    if (!rc) {
+        int ncls = kb->nclasses > kt->nclasses ? kb->nclasses : kt->nclasses;
+        *out = pe_knn_accuracy(fb, lb, nb, ft, lt, ntt, pe_model_feat_dim(m), o->knn_k,
+                               o->knn_t, ncls);
+    }
+    free(fb);
+    free(ft);
+    free(lb);
+    free(lt);
+    return rc;
+}
+
 int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats *stats) {
     trainer T = {0}, *tr = &T;
     memset(stats, 0, sizeof *stats);
@@ -789,6 +811,17 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     dz = be->alloc(be, (size_t)N * cfg.head_out * sizeof(float));
     if (!L.order || !L.buf[0] || !L.buf[1] || !dx || !dz) { rc = ENOMEM; goto out_dx; }
 
+    /* the kNN score of the initialised encoder, so a curve starts at its
+     * baseline (a fresh run only) */
+    if (o->knn_set && tr->step == 0 && tr->epochs_done == 0) {
+        double knn0;
+        if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, N, &knn0))) goto out_dx;
+        stats->knn_acc = knn0;
+        if (log) {
+            fprintf(log, "{\"epoch\":0,\"steps\":0,\"knn_acc\":%.4f}\n", knn0);
+            fflush(log);
+        }
+    }
     uint64_t total = (uint64_t)o->epochs * L.nbatches;
     uint64_t warm = (uint64_t)(o->warmup * (double)L.nbatches + 0.5);
     double t_start = pe_now();
@@ -858,22 +891,8 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
         stats->wait_seconds += wait;
         double knn = -1;
         if (o->knn_set) {
-            float *fb = NULL, *ft = NULL;
-            int32_t *lb = NULL, *lt = NULL;
-            size_t nb = 0, ntt = 0;
-            rc = features_of(st, tr->m, be, &kb, &aug, 0, N, &fb, &lb, &nb);
-            if (!rc) rc = features_of(st, tr->m, be, &kt, &aug, o->knn_limit, N, &ft, &lt, &ntt);
-            if (!rc) {
-                int ncls = kb.nclasses > kt.nclasses ? kb.nclasses : kt.nclasses;
-                knn = pe_knn_accuracy(fb, lb, nb, ft, lt, ntt, pe_model_feat_dim(tr->m),
-                                      o->knn_k, o->knn_t, ncls);
-                stats->knn_acc = knn;
-            }
-            free(fb);
-            free(ft);
-            free(lb);
-            free(lt);
-            if (rc) break;
+            if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, N, &knn))) break;
+            stats->knn_acc = knn;
         }
         if (o->progress) fputc('\n', err);
         if (log) {

@@ -19,7 +19,7 @@ common="--set tr --arch small --size 16 --batch 16 --seed 7 -j 2 --crop-scale 0.
 expect_rc 0 pe-train $common --epochs 2 -o a.st --log a.log --knn-set te --knn-k 5
 err_has "2 epochs, 12 steps"
 [ -s a.st ] || fail "no checkpoint"
-[ "$(wc -l < a.log)" = 2 ] || fail "log lines: $(cat a.log)"
+[ "$(wc -l < a.log)" = 3 ] || fail "log lines (epoch 0, 1, 2): $(cat a.log)"
 $PY - a.st a.log <<'PYEOF' || fail "checkpoint or log content"
 import json, struct, sys
 d = open(sys.argv[1], "rb").read()
@@ -32,9 +32,12 @@ for k in ["0.weight", "1.running_mean", "1.num_batches_tracked", "5.4.weight",
     assert k in h, k
 assert h["1.num_batches_tracked"]["dtype"] == "I64" and h["1.num_batches_tracked"]["shape"] == []
 assert h["0.weight"]["shape"] == [16, 1, 3, 3]
-for line in open(sys.argv[2]):
-    e = json.loads(line)
-    assert e["loss"] > 0 and 0 <= e["knn_acc"] <= 1, e
+lines = [json.loads(l) for l in open(sys.argv[2])]
+assert lines[0]["epoch"] == 0 and lines[0]["steps"] == 0 and "loss" not in lines[0], lines[0]
+assert [e["epoch"] for e in lines] == [0, 1, 2], lines
+for e in lines:
+    assert 0 <= e["knn_acc"] <= 1, e
+    assert e["epoch"] == 0 or e["loss"] > 0, e
 PYEOF
 # the same run again: byte-identical checkpoint
 expect_rc 0 pe-train $common --epochs 2 -o b.st
