@@ -33,7 +33,7 @@ static void usage(FILE *f) {
 "                        audited images (the against scan and composite)\n"
 "      --hash MODE       pe (default: exact integer pHash) or imagehash\n"
 "      --radius N        near-duplicate Hamming radius, 0-32 (default 8)\n"
-"      --part-radius N   radius of part matches, 0-32 (default 4)\n"
+"      --part-radius N   radius of part matches, 0-32 (default 2)\n"
 "      --score-radius N  distances searched for scores, 0-32 (default 12)\n"
 "      --threshold SCAN=V  suspect when the score is at least V (0-1);\n"
 "                        repeatable\n"
@@ -42,17 +42,21 @@ static void usage(FILE *f) {
 "      --all             print every image's score for every scan, with a\n"
 "                        fourth field: suspect or -\n"
 "      --json            NDJSON: one finding a line, then a summary line\n"
+"      --report FILE     also write an HTML report (self-contained, images\n"
+"                        embedded; written whole or not at all)\n"
+"      --report-max N    items shown per section of the report, 0-10000\n"
+"                        (default 40)\n"
 "  -q, --quiet           no summary on stderr\n"
 "  -h, --help            this help\n"
 "      --version         print the version\n"
 "Exit: 0 ok (suspects or not), 1 error (unknown or empty set, key not in\n"
-"the store, bad line, store), 2 usage.\n",
+"the store, bad line, report file, store), 2 usage.\n",
         f);
 }
 
 enum {
     O_SCAN = 256, O_AGAINST, O_HASH, O_RADIUS, O_PART_RADIUS, O_SCORE_RADIUS, O_THRESHOLD,
-    O_TRUTH, O_ALL, O_JSON, O_VERSION
+    O_TRUTH, O_ALL, O_JSON, O_REPORT, O_REPORT_MAX, O_VERSION
 };
 
 static int parse_threshold(const char *arg, pe_audit_opts *o) {
@@ -92,6 +96,7 @@ int main(int argc, char **argv) {
         {"part-radius", 1, 0, O_PART_RADIUS}, {"score-radius", 1, 0, O_SCORE_RADIUS},
         {"threshold", 1, 0, O_THRESHOLD}, {"truth", 2, 0, O_TRUTH},
         {"all", 0, 0, O_ALL},          {"json", 0, 0, O_JSON},
+        {"report", 1, 0, O_REPORT},    {"report-max", 1, 0, O_REPORT_MAX},
         {"quiet", 0, 0, 'q'},          {"help", 0, 0, 'h'},
         {"version", 0, 0, O_VERSION},  {0, 0, 0, 0}};
     pe_audit_opts o;
@@ -132,6 +137,17 @@ int main(int argc, char **argv) {
             break;
         case O_ALL: o.all = 1; break;
         case O_JSON: o.json = 1; break;
+        case O_REPORT:
+            if (!optarg[0]) return pe_cli_usage(prog, "--report needs a file name");
+            o.report = optarg;
+            break;
+        case O_REPORT_MAX: {
+            uint64_t v;
+            if (pe_parse_u64(optarg, 0, 10000, &v))
+                return pe_cli_usage(prog, "--report-max takes a whole number from 0 to 10000: '%s'", optarg);
+            o.report_max = (int)v;
+            break;
+        }
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return PE_EXIT_OK;
         case O_VERSION: printf("pe-audit %s\n", PE_VERSION_STRING); return PE_EXIT_OK;

@@ -1,11 +1,13 @@
 /*
  * audit.c - the scans of pe-audit (audit.h): one pass over the set reads
  * each image once and keeps its measures and hashes, then the pairwise
- * scans run on hash indexes (phash.h), then the report.
+ * scans run on hash indexes (phash.h), then the outputs (the HTML report
+ * is report.c's).
  *
  * Not for: the hash (phash.c), option parsing (cmd/pe-audit.c).
  */
 #include "audit.h"
+#include "audit_impl.h"
 
 #include "cli.h"
 #include "escape.h"
@@ -26,20 +28,6 @@ const char *pe_scan_name(pe_scan s) {
     PE_ASSERT(s >= 0 && s < PE_SCAN_COUNT);
     return scan_names[s];
 }
-
-#define BIT(s) (1u << (s))
-#define GROUP_DUP (BIT(PE_SCAN_EXACT) | BIT(PE_SCAN_PHASH))
-#define GROUP_QUALITY                                                                \
-    (BIT(PE_SCAN_DARK) | BIT(PE_SCAN_LIGHT) | BIT(PE_SCAN_BLURRY) | BIT(PE_SCAN_LOWINFO) | \
-     BIT(PE_SCAN_ASPECT) | BIT(PE_SCAN_ODDSIZE) | BIT(PE_SCAN_GRAYSCALE))
-#define GROUP_POISON                                                                 \
-    (BIT(PE_SCAN_COMPOSITE) | BIT(PE_SCAN_RECURRING) | BIT(PE_SCAN_SEAM) |            \
-     BIT(PE_SCAN_SIZE) | BIT(PE_SCAN_AGAINST))
-#define GROUP_ALL ((1u << PE_SCAN_COUNT) - 1)
-/* The poison scans proper, whose union the summary scores ("size" is the
- * baseline they are measured against). */
-#define POISON_PROPER \
-    (BIT(PE_SCAN_COMPOSITE) | BIT(PE_SCAN_RECURRING) | BIT(PE_SCAN_SEAM) | BIT(PE_SCAN_AGAINST))
 
 int pe_scan_list_parse(const char *s, unsigned *mask) {
     unsigned m = 0;
@@ -88,6 +76,7 @@ void pe_audit_opts_default(pe_audit_opts *o) {
     o->threshold[PE_SCAN_RECURRING] = 0.75;
     o->threshold[PE_SCAN_SEAM] = 0.95;
     o->threshold[PE_SCAN_SIZE] = 0.9;
+    o->report_max = 40;
     o->prog = "pe-audit";
 }
 
@@ -262,8 +251,6 @@ double pe_audit_auc(const double *s, const uint8_t *pos, size_t n) {
  * a hash made of rounding noise: such parts (a background corner, a blank
  * margin) are not hashed for the part scans. */
 #define FLAT_STD 8.0
-#define NO_ID UINT32_MAX
-#define MAX_CARRIERS_LISTED 16
 /* A part recurs in another image when their hashes are within the part
  * radius and their 8x8 block means differ by at most this much on average
  * (of 255): the same pixels, give or take resampling and compression,
@@ -275,62 +262,6 @@ double pe_audit_auc(const double *s, const uint8_t *pos, size_t n) {
  * deviation of the 8x8 means) of at least RECUR_STD; thin strips, corners
  * and near-empty halves recur by chance in sets with plain backgrounds. */
 #define RECUR_STD 24.0
-
-typedef struct rec {
-    pe_key key;
-    uint32_t count;
-    int32_t label;
-    uint32_t w, h, c;
-    uint64_t occurrences;
-    uint32_t nsrc;
-    uint64_t hash;
-    uint8_t truth;
-    pe_quality q;
-    uint32_t part0;   /* first of its parts in the part arrays */
-    uint8_t nparts;   /* informative parts hashed */
-    double score[PE_SCAN_COUNT];
-    uint8_t suspect[PE_SCAN_COUNT];
-    /* evidence */
-    uint32_t near_id;           /* phash: nearest other image */
-    int near_d;
-    uint32_t cluster;           /* representative's id, or NO_ID */
-    uint32_t cluster_size;
-    int8_t comp_part;           /* composite: index in pe_audit_parts order */
-    uint32_t comp_match;        /* id in the set, or in the against list */
-    uint8_t comp_in_against;
-    int comp_d;
-    int8_t rec_part;            /* recurring */
-    uint32_t rec_carriers;
-    uint32_t rec_list[MAX_CARRIERS_LISTED];
-    int8_t ag_part;             /* against: -1 the whole image */
-    uint32_t ag_match;
-    int ag_d;
-} rec;
-
-typedef struct audit {
-    const pe_audit_opts *o;
-    unsigned scans;
-    rec *r;
-    size_t n, cap;
-    /* parts: hash, owner record, index in pe_audit_parts order */
-    uint64_t *ph;
-    uint32_t *powner;
-    uint8_t *pidx;
-    uint8_t *pmini;  /* (np, 64) 8x8 block means of each part's thumbnail */
-    uint8_t *precur; /* (np) 1: the recurring scan compares this part */
-    size_t np, pcap;
-    /* against */
-    pe_key *ak;
-    uint64_t *ah;
-    size_t na, acap;
-    /* truth keys from a file, sorted */
-    pe_key *tk;
-    size_t nt, tcap;
-    int colour_set;
-    uint32_t modal_w, modal_h, modal_n;
-    double median_area;
-    double thr[PE_SCAN_COUNT];
-} audit;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
@@ -909,32 +840,45 @@ static void json_evidence(FILE *f, const audit *a, const rec *r, pe_scan s) {
     }
 }
 
-typedef struct tally {
-    uint64_t suspects, tp, fp, fn;
-    double auc;
-} tally;
-
 static void json_num(FILE *f, const char *name, double v, int ok) {
     if (ok) fprintf(f, ",\"%s\":%.6g", name, v);
     else fprintf(f, ",\"%s\":null", name);
 }
 
-static int report(audit *a, FILE *out, FILE *err) {
-    const pe_audit_opts *o = a->o;
-    tally t[PE_SCAN_COUNT + 1];
-    memset(t, 0, sizeof t);
-    double *sc = malloc(a->n * sizeof *sc);
-    uint8_t *pos = malloc(a->n ? a->n : 1);
-    if (!sc || !pos) {
-        free(sc);
-        free(pos);
-        return pe_fail(ENOMEM, "audit: out of memory");
+void pe_audit_json_str(FILE *f, const char *s, int in_script) {
+    if (!in_script) {
+        pe_escape_fput(f, s, strlen(s), PE_ESC_JSON);
+        return;
     }
+    char buf[1024];
+    const size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        size_t take = len - i < 128 ? len - i : 128;
+        while (i + take < len && take > 1 && (((const unsigned char *)s)[i + take] & 0xc0) == 0x80)
+            take--;
+        size_t m = pe_escape(buf, sizeof buf, s + i, take, PE_ESC_JSON);
+        PE_ASSERT(m < sizeof buf);
+        for (size_t k = 0; k < m; k++) {
+            if (buf[k] == '<') fputs("\\u003c", f);
+            else if (buf[k] == '>') fputs("\\u003e", f);
+            else if (buf[k] == '&') fputs("\\u0026", f);
+            else fputc(buf[k], f);
+        }
+        i += take;
+    }
+}
+
+/* Marks each image's suspects (phash's were marked by its scan), counts
+ * them per scan and, with truth, scores each scan. */
+static int score_all(audit *a, tally *t, uint64_t *npos_out) {
+    const pe_audit_opts *o = a->o;
+    memset(t, 0, (PE_SCAN_COUNT + 1) * sizeof *t);
+    for (int s = 0; s <= PE_SCAN_COUNT; s++) t[s].auc = -1;
     uint64_t npos = 0;
-    for (size_t i = 0; i < a->n; i++) npos += pos[i] = a->r[i].truth;
     for (size_t i = 0; i < a->n; i++) {
         rec *r = &a->r[i];
         int any_poison = 0;
+        npos += r->truth;
         for (int s = 0; s < PE_SCAN_COUNT; s++) {
             if (!(a->scans & BIT(s))) continue;
             if (s != PE_SCAN_PHASH) r->suspect[s] = r->score[s] >= a->thr[s];
@@ -946,6 +890,42 @@ static int report(audit *a, FILE *out, FILE *err) {
             } else if (r->truth) {
                 t[s].fn++;
             }
+        }
+        tally *u = &t[PE_SCAN_COUNT];
+        if (any_poison) {
+            u->suspects++;
+            if (r->truth) u->tp++;
+            else u->fp++;
+        } else if (r->truth) {
+            u->fn++;
+        }
+    }
+    *npos_out = npos;
+    if (!o->truth) return 0;
+    double *sc = malloc((a->n ? a->n : 1) * sizeof *sc);
+    uint8_t *pos = malloc(a->n ? a->n : 1);
+    if (!sc || !pos) {
+        free(sc);
+        free(pos);
+        return pe_fail(ENOMEM, "audit: out of memory");
+    }
+    for (size_t i = 0; i < a->n; i++) pos[i] = a->r[i].truth;
+    for (int s = 0; s < PE_SCAN_COUNT; s++) {
+        if (!(a->scans & BIT(s))) continue;
+        for (size_t i = 0; i < a->n; i++) sc[i] = a->r[i].score[s];
+        t[s].auc = pe_audit_auc(sc, pos, a->n);
+    }
+    free(sc);
+    free(pos);
+    return 0;
+}
+
+static void print_findings(const audit *a, FILE *out) {
+    const pe_audit_opts *o = a->o;
+    for (size_t i = 0; i < a->n; i++) {
+        const rec *r = &a->r[i];
+        for (int s = 0; s < PE_SCAN_COUNT; s++) {
+            if (!(a->scans & BIT(s))) continue;
             if (!r->suspect[s] && !o->all) continue;
             if (o->json) {
                 fputs("{\"type\":\"finding\",\"key\":\"", out);
@@ -962,94 +942,83 @@ static int report(audit *a, FILE *out, FILE *err) {
                 fputc('\n', out);
             }
         }
-        tally *u = &t[PE_SCAN_COUNT];
-        if (any_poison) {
-            u->suspects++;
-            if (r->truth) u->tp++;
-            else u->fp++;
-        } else if (r->truth) {
-            u->fn++;
-        }
     }
-    for (int s = 0; s < PE_SCAN_COUNT; s++) {
-        if (!(a->scans & BIT(s)) || !o->truth) continue;
-        for (size_t i = 0; i < a->n; i++) sc[i] = a->r[i].score[s];
-        t[s].auc = pe_audit_auc(sc, pos, a->n);
-    }
-    const int any_proper = (a->scans & POISON_PROPER) != 0;
+}
 
-    /* the summary */
-    const char *name = o->set ? o->set : "stdin";
-    if (!o->quiet) {
-        fprintf(err, "%s: %zu images in '%s'", o->prog, a->n, pe_esc(name));
-        if (o->against) fprintf(err, ", %zu in --against '%s'", a->na, pe_esc(o->against));
-        fprintf(err, "; hash %s, radius %d, part radius %d", pe_phash_mode_name(o->mode),
-                o->radius, o->part_radius);
-        if (o->truth)
-            fprintf(err, "; truth: %" PRIu64 " poisons (%s)", npos,
-                    o->truth == 1 ? "pe-craft provenance" : pe_esc(o->truth_file));
+static const char *audited_name(const audit *a) { return a->o->set ? a->o->set : "stdin"; }
+
+static void print_summary(const audit *a, const tally *t, uint64_t npos, FILE *err) {
+    const pe_audit_opts *o = a->o;
+    const int any_proper = (a->scans & POISON_PROPER) != 0;
+    fprintf(err, "%s: %zu images in '%s'", o->prog, a->n, pe_esc(audited_name(a)));
+    if (o->against) fprintf(err, ", %zu in --against '%s'", a->na, pe_esc(o->against));
+    fprintf(err, "; hash %s, radius %d, part radius %d", pe_phash_mode_name(o->mode), o->radius,
+            o->part_radius);
+    if (o->truth)
+        fprintf(err, "; truth: %" PRIu64 " poisons (%s)", npos,
+                o->truth == 1 ? "pe-craft provenance" : pe_esc(o->truth_file));
+    fputc('\n', err);
+    for (int s = 0; s <= PE_SCAN_COUNT; s++) {
+        if (s < PE_SCAN_COUNT && !(a->scans & BIT(s))) continue;
+        if (s == PE_SCAN_COUNT && (!any_proper || !o->truth)) continue;
+        const tally *x = &t[s];
+        if (s < PE_SCAN_COUNT)
+            fprintf(err, "%s: %-10s %6" PRIu64 " suspects (threshold %.4g)", o->prog,
+                    scan_names[s], x->suspects, a->thr[s]);
+        else
+            fprintf(err,
+                    "%s: %-10s %6" PRIu64
+                    " suspects (composite, recurring, seam, against together)",
+                    o->prog, "poison", x->suspects);
+        if (o->truth) {
+            if (x->suspects) fprintf(err, "; precision %.4f", (double)x->tp / x->suspects);
+            else fputs("; precision -", err);
+            if (npos) fprintf(err, ", recall %.4f", (double)x->tp / npos);
+            else fputs(", recall -", err);
+            if (s < PE_SCAN_COUNT) {
+                if (x->auc >= 0) fprintf(err, ", ROC AUC %.4f", x->auc);
+                else fputs(", ROC AUC -", err);
+            }
+        }
         fputc('\n', err);
-        for (int s = 0; s <= PE_SCAN_COUNT; s++) {
-            if (s < PE_SCAN_COUNT && !(a->scans & BIT(s))) continue;
-            if (s == PE_SCAN_COUNT && (!any_proper || !o->truth)) continue;
-            const tally *x = &t[s];
-            if (s < PE_SCAN_COUNT)
-                fprintf(err, "%s: %-10s %6" PRIu64 " suspects (threshold %.4g)", o->prog,
-                        scan_names[s], x->suspects, a->thr[s]);
-            else
-                fprintf(err, "%s: %-10s %6" PRIu64 " suspects (composite, recurring, seam, against together)",
-                        o->prog, "poison", x->suspects);
-            if (o->truth) {
-                if (x->suspects) fprintf(err, "; precision %.4f", (double)x->tp / x->suspects);
-                else fputs("; precision -", err);
-                if (npos) fprintf(err, ", recall %.4f", (double)x->tp / npos);
-                else fputs(", recall -", err);
-                if (s < PE_SCAN_COUNT) {
-                    if (x->auc >= 0) fprintf(err, ", ROC AUC %.4f", x->auc);
-                    else fputs(", ROC AUC -", err);
-                }
-            }
-            fputc('\n', err);
-        }
     }
-    if (o->json) {
-        fputs("{\"type\":\"summary\",\"set\":\"", out);
-        pe_escape_fput(out, name, strlen(name), PE_ESC_JSON);
-        fprintf(out, "\",\"images\":%zu", a->n);
-        if (o->against) {
-            fputs(",\"against\":\"", out);
-            pe_escape_fput(out, o->against, strlen(o->against), PE_ESC_JSON);
-            fprintf(out, "\",\"against_images\":%zu", a->na);
-        }
-        fprintf(out, ",\"hash\":\"%s\",\"radius\":%d,\"part_radius\":%d,\"score_radius\":%d",
-                pe_phash_mode_name(o->mode), o->radius, o->part_radius, o->score_radius);
-        if (o->truth) fprintf(out, ",\"poisons\":%" PRIu64, npos);
-        fputs(",\"scans\":[", out);
-        int first = 1;
-        for (int s = 0; s <= PE_SCAN_COUNT; s++) {
-            if (s < PE_SCAN_COUNT && !(a->scans & BIT(s))) continue;
-            if (s == PE_SCAN_COUNT && (!any_proper || !o->truth)) continue;
-            const tally *x = &t[s];
-            fprintf(out, "%s{\"scan\":\"%s\"", first ? "" : ",",
-                    s < PE_SCAN_COUNT ? scan_names[s] : "poison");
-            first = 0;
-            if (s < PE_SCAN_COUNT) fprintf(out, ",\"threshold\":%.6g", a->thr[s]);
-            fprintf(out, ",\"suspects\":%" PRIu64, x->suspects);
-            if (o->truth) {
-                fprintf(out, ",\"tp\":%" PRIu64 ",\"fp\":%" PRIu64 ",\"fn\":%" PRIu64, x->tp, x->fp,
-                        x->fn);
-                json_num(out, "precision", x->suspects ? (double)x->tp / x->suspects : 0,
-                         x->suspects != 0);
-                json_num(out, "recall", npos ? (double)x->tp / npos : 0, npos != 0);
-                if (s < PE_SCAN_COUNT) json_num(out, "auc", x->auc, x->auc >= 0);
-            }
-            fputc('}', out);
-        }
-        fputs("]}\n", out);
+}
+
+void pe_audit_json_summary(FILE *f, const audit *a, const tally *t, uint64_t npos, int in_script) {
+    const pe_audit_opts *o = a->o;
+    const int any_proper = (a->scans & POISON_PROPER) != 0;
+    fputs("{\"type\":\"summary\",\"set\":\"", f);
+    pe_audit_json_str(f, audited_name(a), in_script);
+    fprintf(f, "\",\"images\":%zu", a->n);
+    if (o->against) {
+        fputs(",\"against\":\"", f);
+        pe_audit_json_str(f, o->against, in_script);
+        fprintf(f, "\",\"against_images\":%zu", a->na);
     }
-    free(sc);
-    free(pos);
-    return 0;
+    fprintf(f, ",\"hash\":\"%s\",\"radius\":%d,\"part_radius\":%d,\"score_radius\":%d",
+            pe_phash_mode_name(o->mode), o->radius, o->part_radius, o->score_radius);
+    if (o->truth) fprintf(f, ",\"poisons\":%" PRIu64, npos);
+    fputs(",\"scans\":[", f);
+    int first = 1;
+    for (int s = 0; s <= PE_SCAN_COUNT; s++) {
+        if (s < PE_SCAN_COUNT && !(a->scans & BIT(s))) continue;
+        if (s == PE_SCAN_COUNT && (!any_proper || !o->truth)) continue;
+        const tally *x = &t[s];
+        fprintf(f, "%s{\"scan\":\"%s\"", first ? "" : ",",
+                s < PE_SCAN_COUNT ? scan_names[s] : "poison");
+        first = 0;
+        if (s < PE_SCAN_COUNT) fprintf(f, ",\"threshold\":%.6g", a->thr[s]);
+        fprintf(f, ",\"suspects\":%" PRIu64, x->suspects);
+        if (o->truth) {
+            fprintf(f, ",\"tp\":%" PRIu64 ",\"fp\":%" PRIu64 ",\"fn\":%" PRIu64, x->tp, x->fp, x->fn);
+            json_num(f, "precision", x->suspects ? (double)x->tp / x->suspects : 0,
+                     x->suspects != 0);
+            json_num(f, "recall", npos ? (double)x->tp / npos : 0, npos != 0);
+            if (s < PE_SCAN_COUNT) json_num(f, "auc", x->auc, x->auc >= 0);
+        }
+        fputc('}', f);
+    }
+    fputs("]}", f);
 }
 
 static void audit_free(audit *a) {
@@ -1073,8 +1042,13 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
     pe_txn *txn = NULL;
     pe_hindex *full = NULL, *ag = NULL, *parts = NULL;
     pe_set_hdr hdr;
+    pe_audit_report rf = {NULL, NULL, -1};
+    tally t[PE_SCAN_COUNT + 1];
+    uint64_t npos = 0;
     int rc;
 
+    /* an unwritable report path fails before any work */
+    if (o->report && (rc = pe_audit_report_open(&rf, o->report))) return rc;
     for (int s = 0; s < PE_SCAN_COUNT; s++) a->thr[s] = o->threshold[s];
     if (a->thr[PE_SCAN_PHASH] < 0) a->thr[PE_SCAN_PHASH] = 1.0 - o->radius / 64.0;
     if (a->thr[PE_SCAN_COMPOSITE] < 0) a->thr[PE_SCAN_COMPOSITE] = 1.0 - o->part_radius / 64.0;
@@ -1082,7 +1056,10 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
 
     if (o->truth == 2) {
         FILE *tf = !strcmp(o->truth_file, "-") ? in : fopen(o->truth_file, "r");
-        if (!tf) return pe_fail(errno, "%s: cannot open: %s", o->truth_file, strerror(errno));
+        if (!tf) {
+            rc = pe_fail(errno, "%s: cannot open: %s", o->truth_file, strerror(errno));
+            goto out;
+        }
         rc = pe_keylines_read(tf, o->truth_file, truth_line, a);
         if (tf != in) fclose(tf);
         if (rc) goto out;
@@ -1181,8 +1158,17 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
     if ((a->scans & BIT(PE_SCAN_COMPOSITE)) && (rc = scan_composite(a, full, ag))) goto out;
     if ((a->scans & BIT(PE_SCAN_AGAINST)) && (rc = scan_against(a, ag))) goto out;
     if ((a->scans & BIT(PE_SCAN_RECURRING)) && (rc = scan_recurring(a, parts))) goto out;
-    rc = report(a, out, err);
+    if ((rc = score_all(a, t, &npos))) goto out;
+    /* the report is in place before the first line is printed */
+    if (o->report && (rc = pe_audit_report_commit(&rf, a, t, npos, st))) goto out;
+    print_findings(a, out);
+    if (!o->quiet) print_summary(a, t, npos, err);
+    if (o->json) {
+        pe_audit_json_summary(out, a, t, npos, 0);
+        fputc('\n', out);
+    }
 out:
+    pe_audit_report_discard(&rf);
     if (txn) pe_txn_abort(txn);
     pe_hindex_free(full);
     pe_hindex_free(ag);

@@ -59,7 +59,7 @@ typedef struct pe_audit_opts {
     unsigned scans;       /* mask of pe_scan bits */
     pe_phash_mode mode;   /* hash mode (default PE_PHASH_PE) */
     int radius;           /* phash: near-duplicate Hamming radius (8) */
-    int part_radius;      /* composite, recurring, against: radius (4) */
+    int part_radius;      /* composite, recurring, against: radius (2) */
     int score_radius;     /* distances searched for scores (12) */
     double threshold[PE_SCAN_COUNT]; /* see pe_audit_opts_default */
     int json;             /* NDJSON findings and summary on out */
@@ -67,15 +67,18 @@ typedef struct pe_audit_opts {
     int truth;            /* 0 none, 1 pe-craft provenance, 2 truth_file */
     const char *truth_file; /* key lines ("-": in) */
     int quiet;            /* no summary on err */
+    const char *report;   /* HTML report written here (atomically), or NULL */
+    int report_max;       /* report: items shown per section (40) */
     const char *prog;     /* for messages */
 } pe_audit_opts;
 
 /* Defaults: every scan (against only when o->against is set at run
- * time), pe hash, radius 8, part radius 4, score radius 12; thresholds:
+ * time), pe hash, radius 8, part radius 2, score radius 12; thresholds:
  * exact 0.5, phash 1 - radius/64 (set from radius at run time unless
  * given), dark 0.87, light 0.87, blurry 0.5, lowinfo 0.875, aspect 0.67,
  * oddsize 0.667, grayscale 0.9, composite and against 1 - part_radius/64
- * (likewise), recurring 0.75, seam 0.5, size 0.9. A threshold below 0
+ * (likewise), recurring 0.75, seam 0.95, size 0.9; no report, 40 items
+ * per report section. A threshold below 0
  * (PE_AUDIT_THRESHOLD_AUTO) means "derive it". */
 #define PE_AUDIT_THRESHOLD_AUTO (-1.0)
 void pe_audit_opts_default(pe_audit_opts *o);
@@ -114,9 +117,15 @@ double pe_audit_auc(const double *s, const uint8_t *pos, size_t n);
  * order, scans in pe_scan order; the summary (per scan: suspects,
  * threshold, and with truth: precision, recall, ROC AUC) on err, and with
  * o->json also as the last NDJSON line on out. Everything is computed
- * before the first line is printed. Returns 0, PE_ENOTFOUND (unknown or
- * empty set, a key not in the store), PE_EFORMAT (bad key line), a store
- * error, or ENOMEM; messages name the set, key or line. */
+ * before the first line is printed. With o->report, the HTML report
+ * (docs/man/pe-audit.1) goes to a temporary file beside o->report,
+ * created before the scans so that a path that cannot be written fails
+ * first, and renamed over it before the first line is printed; on any
+ * failure it is removed and nothing is printed on out. Returns 0,
+ * PE_ENOTFOUND (unknown or empty set, a key not in the store), PE_EFORMAT
+ * (bad key line), a store error, an errno (the report file: EISDIR for a
+ * folder, ENOENT for a missing one, a write error), or ENOMEM; messages
+ * name the set, key, line or file. */
 int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out,
                  FILE *err);
 

@@ -2,7 +2,9 @@
 # Installs the Debian packages pe needs to build, test and run its demo.
 # Idempotent: only packages not yet installed are asked for; run as root
 # (CI and a fresh machine) or with sudo available.
-#   scripts/install-deps.sh          build + test + demo packages
+#   scripts/install-deps.sh          build + test + demo packages (the test
+#                                    packages include headless Chromium and
+#                                    selenium, for pe-audit's report test)
 #   scripts/install-deps.sh bench    also the benchmark references
 set -eu
 
@@ -12,7 +14,8 @@ liblmdb-dev lmdb-utils libxxhash-dev zlib1g-dev libdeflate-dev
 dataset-fashion-mnist
 clang libclang-rt-14-dev
 python3 python3-xxhash python3-pil python3-numpy python3-lmdb
-python3-torch python3-torchvision libopenblas-dev"
+python3-torch python3-torchvision libopenblas-dev
+chromium chromium-driver python3-selenium"
 
 if [ "${1:-}" = bench ]; then
     pkgs="$pkgs hyperfine"

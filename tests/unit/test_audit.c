@@ -4,13 +4,15 @@
  * computed by an independent Python implementation, and Python imagehash's
  * phash), the Lanczos resize against Pillow where Pillow 9 is installed,
  * the multi-index search against brute force, each quality measure on
- * synthetic images, and the seam and composite scores on synthetic
- * composites against plain images.
+ * synthetic images, the seam and composite scores on synthetic
+ * composites against plain images, the JSON escaping of the report's
+ * data block, and the report file's creation and removal.
  *
  * Not for: the store or the program (tests/cli/audit.sh runs pe-audit on
  * Fashion-MNIST poisons).
  */
 #include "audit.h"
+#include "audit_impl.h"
 #include "check.h"
 #include "image.h"
 #include "pe.h"
@@ -21,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <errno.h>
 #include <unistd.h>
 
 #define VECTORS "tests/ref/phash_vectors.tsv"
@@ -454,6 +458,87 @@ static void test_scan_list(void) {
     CHECK_RC(pe_scan_list_parse("exact,", &m), PE_EUSAGE);
 }
 
+/* The JSON a report's <script> element holds: never a '<', '>' or '&'
+ * (so no "</script" and no "<!--"), and still the same string for a JSON
+ * parser. */
+static void test_json_in_script(void) {
+    static const struct {
+        const char *in, *plain, *script;
+    } v[] = {
+        {"</script><!--", "</script><!--", "\\u003c/script\\u003e\\u003c!--"},
+        {"a&b\"c\\d", "a&b\\\"c\\\\d", "a\\u0026b\\\"c\\\\d"},
+        {"t\tn\n\xff<", "t\\tn\\n\\ufffd<", "t\\tn\\n\\ufffd\\u003c"},
+        {"\xe2\x80\xa8 \xc3\xa9", "\\u2028 \xc3\xa9", "\\u2028 \xc3\xa9"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        for (int in_script = 0; in_script < 2; in_script++) {
+            char *buf = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&buf, &len);
+            CHECK(f != NULL);
+            if (!f) return;
+            pe_audit_json_str(f, v[i].in, in_script);
+            fclose(f);
+            const char *want = in_script ? v[i].script : v[i].plain;
+            CHECK(!strcmp(buf, want));
+            if (strcmp(buf, want)) fprintf(stderr, "  %zu/%d: got '%s', want '%s'\n", i, in_script, buf, want);
+            free(buf);
+        }
+    }
+    /* a long name crosses the escaper's chunks without losing a byte */
+    char long_name[3000];
+    for (size_t i = 0; i + 1 < sizeof long_name; i++) long_name[i] = "<a\xc3\xa9>"[i % 5];
+    long_name[sizeof long_name - 1] = 0;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return;
+    pe_audit_json_str(f, long_name, 1);
+    fclose(f);
+    CHECK(!strchr(buf, '<') && !strchr(buf, '>') && !strchr(buf, '&'));
+    /* 599 whole "<a\xc3\xa9>" (15 bytes each escaped), then "<a\xc3\xa9" (9) */
+    CHECK(len == 599 * 15 + 9);
+    free(buf);
+}
+
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+/* The report file: created before the work (so a bad path fails first),
+ * removed by discard, refused for a folder or a missing folder. */
+static void test_report_file(void) {
+    char dir[] = "/tmp/pe-test-audit-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    char path[256], bad[256];
+    snprintf(path, sizeof path, "%s/r.html", dir);
+    pe_audit_report rf;
+    CHECK_OK(pe_audit_report_open(&rf, path));
+    CHECK(rf.fd >= 0 && rf.tmp && !strncmp(rf.tmp, path, strlen(path)));
+    CHECK(count_entries(dir) == 1);
+    CHECK(access(path, F_OK) != 0);
+    pe_audit_report_discard(&rf);
+    CHECK(count_entries(dir) == 0 && rf.tmp == NULL && rf.fd == -1);
+    pe_audit_report_discard(&rf); /* twice is harmless */
+    CHECK_RC(pe_audit_report_open(&rf, dir), EISDIR);
+    CHECK(strstr(pe_errmsg(), "is a folder") != NULL);
+    snprintf(bad, sizeof bad, "%s/no/r.html", dir);
+    CHECK_RC(pe_audit_report_open(&rf, bad), ENOENT);
+    CHECK(strstr(pe_errmsg(), bad) != NULL);
+    CHECK(rf.tmp == NULL && rf.fd == -1);
+    pe_audit_report_discard(&rf);
+    CHECK(count_entries(dir) == 0);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(test_phash_vectors);
     RUN(test_phash_spec_edges);
@@ -463,5 +548,7 @@ int main(void) {
     RUN(test_parts);
     RUN(test_seam_and_composite);
     RUN(test_scan_list);
+    RUN(test_json_in_script);
+    RUN(test_report_file);
     return CHECK_DONE();
 }
