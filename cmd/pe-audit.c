@@ -1,12 +1,15 @@
 /*
  * pe-audit - scans of a set: exact and near duplicates, image quality,
- * and PoisonedEncoder poisons (composites, recurring parts, seams, images
- * of another set inside this one); prints the suspects as key lines, a
+ * PoisonedEncoder poisons (composites, recurring parts, seams, images of
+ * another set inside this one) and, with an encoder, outliers, near
+ * duplicates and label disagreements in feature space; prints the
+ * suspects as key lines, a
  * summary on stderr, and scores itself on known poisons. Options:
  * docs/man/pe-audit.1.
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,14 +30,26 @@ static void usage(FILE *f) {
 "  -s, --set SET         the set audited\n"
 "      --scan LIST       scans, comma-separated (default all): exact, phash,\n"
 "                        dark, light, blurry, lowinfo, aspect, oddsize,\n"
-"                        grayscale, composite, recurring, seam, size, against;\n"
-"                        groups dup, quality, poison, all\n"
+"                        grayscale, composite, recurring, seam, size, against,\n"
+"                        outlier, embdup, mislabel; groups dup, quality,\n"
+"                        poison, embed, all\n"
 "      --against SET     look for SET's images (whole, or as parts) in the\n"
 "                        audited images (the against scan and composite)\n"
 "      --hash MODE       pe (default: exact integer pHash) or imagehash\n"
 "      --radius N        near-duplicate Hamming radius, 0-32 (default 8)\n"
 "      --part-radius N   radius of part matches, 0-32 (default 2)\n"
 "      --score-radius N  distances searched for scores, 0-32 (default 12)\n"
+"  -e, --encoder FILE    run the embedding scans (outlier, embdup, mislabel)\n"
+"                        on this encoder's features: a pe-train checkpoint,\n"
+"                        or a PyTorch state_dict (then --arch, --size,\n"
+"                        --channels, --mean and --std are required)\n"
+"      --arch A, --width W, --size N, --channels 1|3, --mean A[,B,C],\n"
+"      --std A[,B,C]     describe the encoder; override a checkpoint's\n"
+"  -k, --neighbours K    neighbours per image, 1-256 (default 10)\n"
+"      --embed-max N     refuse an embedding audit of more images (default\n"
+"                        100000: the search compares every pair)\n"
+"  -b, --batch N         images per forward pass (default 256)\n"
+"  -j, --threads N       compute threads (default: online CPUs)\n"
 "      --threshold SCAN=V  suspect when the score is at least V (0-1);\n"
 "                        repeatable\n"
 "      --truth [FILE]    score the scans: the poisons are the images made by\n"
@@ -50,13 +65,14 @@ static void usage(FILE *f) {
 "  -h, --help            this help\n"
 "      --version         print the version\n"
 "Exit: 0 ok (suspects or not), 1 error (unknown or empty set, key not in\n"
-"the store, bad line, report file, store), 2 usage.\n",
+"the store, bad line, report file, encoder, store), 2 usage.\n",
         f);
 }
 
 enum {
     O_SCAN = 256, O_AGAINST, O_HASH, O_RADIUS, O_PART_RADIUS, O_SCORE_RADIUS, O_THRESHOLD,
-    O_TRUTH, O_ALL, O_JSON, O_REPORT, O_REPORT_MAX, O_VERSION
+    O_TRUTH, O_ALL, O_JSON, O_REPORT, O_REPORT_MAX, O_VERSION, O_ARCH, O_WIDTH, O_SIZE,
+    O_CHANNELS, O_MEAN, O_STD, O_EMBED_MAX
 };
 
 static int parse_threshold(const char *arg, pe_audit_opts *o) {
@@ -98,14 +114,31 @@ int main(int argc, char **argv) {
         {"all", 0, 0, O_ALL},          {"json", 0, 0, O_JSON},
         {"report", 1, 0, O_REPORT},    {"report-max", 1, 0, O_REPORT_MAX},
         {"quiet", 0, 0, 'q'},          {"help", 0, 0, 'h'},
-        {"version", 0, 0, O_VERSION},  {0, 0, 0, 0}};
+        {"version", 0, 0, O_VERSION},  {"encoder", 1, 0, 'e'},
+        {"arch", 1, 0, O_ARCH},        {"width", 1, 0, O_WIDTH},
+        {"size", 1, 0, O_SIZE},        {"channels", 1, 0, O_CHANNELS},
+        {"mean", 1, 0, O_MEAN},        {"std", 1, 0, O_STD},
+        {"neighbours", 1, 0, 'k'},     {"embed-max", 1, 0, O_EMBED_MAX},
+        {"batch", 1, 0, 'b'},          {"threads", 1, 0, 'j'},
+        {0, 0, 0, 0}};
     pe_audit_opts o;
     pe_audit_opts_default(&o);
     o.prog = prog;
+    pe_encoder_opts enc;
+    pe_encoder_opts_default(&enc);
+    enc.prog = prog;
     const char *store = NULL;
+    const char *described = NULL; /* an option that describes the encoder */
     int c, rc;
+    uint64_t u;
+    double d;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":S:s:qh", lo, NULL)) != -1) {
+#define UINT(name_, lo_, hi_, dst)                                                               \
+    do {                                                                                         \
+        if (pe_parse_u64(optarg, lo_, hi_, &u)) return pe_cli_usage(prog, "%s: %s", name_, pe_errmsg()); \
+        dst = u;                                                                                 \
+    } while (0)
+    while ((c = getopt_long(argc, argv, ":S:s:e:k:b:j:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'S': store = optarg; break;
         case 's': o.set = optarg; break;
@@ -148,6 +181,39 @@ int main(int argc, char **argv) {
             o.report_max = (int)v;
             break;
         }
+        case 'e': enc.path = optarg; break;
+        case O_ARCH:
+            if (pe_arch_parse(optarg, &enc.arch)) return pe_cli_usage(prog, "%s", pe_errmsg());
+            enc.have_arch = 1;
+            described = "--arch";
+            break;
+        case O_WIDTH:
+            if (pe_parse_double(optarg, 0.0625, 16, &d)) return pe_cli_usage(prog, "--width: %s", pe_errmsg());
+            enc.width = d;
+            enc.have_width = 1;
+            described = "--width";
+            break;
+        case O_SIZE: UINT("--size", 8, 1024, enc.size); described = "--size"; break;
+        case O_CHANNELS:
+            if (strcmp(optarg, "1") && strcmp(optarg, "3")) return pe_cli_usage(prog, "--channels takes 1 or 3");
+            enc.channels = atoi(optarg);
+            described = "--channels";
+            break;
+        case O_MEAN:
+            if (pe_parse_floats3(optarg, enc.mean)) return pe_cli_usage(prog, "--mean takes 1 or 3 numbers");
+            enc.have_mean = 1;
+            described = "--mean";
+            break;
+        case O_STD:
+            if (pe_parse_floats3(optarg, enc.std) || !(enc.std[0] > 0 && enc.std[1] > 0 && enc.std[2] > 0))
+                return pe_cli_usage(prog, "--std takes 1 or 3 positive numbers");
+            enc.have_std = 1;
+            described = "--std";
+            break;
+        case 'k': UINT("--neighbours", 1, PE_AUDIT_MAX_K, o.k); break;
+        case O_EMBED_MAX: UINT("--embed-max", 1, 100000000, o.embed_max); break;
+        case 'b': UINT("--batch", 1, 65536, enc.batch); break;
+        case 'j': UINT("--threads", 1, 256, o.threads); break;
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return PE_EXIT_OK;
         case O_VERSION: printf("pe-audit %s\n", PE_VERSION_STRING); return PE_EXIT_OK;
@@ -165,8 +231,22 @@ int main(int argc, char **argv) {
     if (!o.set && o.truth == 2 && !strcmp(o.truth_file, "-"))
         return pe_cli_usage(prog, "--truth - reads stdin, which holds the keys audited; use --set");
     if (!o.scans) return pe_cli_usage(prog, "--scan: no scan selected");
-    if ((o.scans & (1u << PE_SCAN_AGAINST)) && o.scans == (1u << PE_SCAN_AGAINST) && !o.against)
-        return pe_cli_usage(prog, "the against scan needs --against SET");
+    const unsigned embed = 1u << PE_SCAN_OUTLIER | 1u << PE_SCAN_EMBDUP | 1u << PE_SCAN_MISLABEL;
+    unsigned runnable = o.scans;
+    if (!o.against) runnable &= ~(1u << PE_SCAN_AGAINST);
+    if (!enc.path) runnable &= ~embed;
+    if (!runnable && (o.scans & embed) && !enc.path)
+        return pe_cli_usage(prog, "the embedding scans (outlier, embdup, mislabel) need --encoder FILE");
+    if (!runnable) return pe_cli_usage(prog, "the against scan needs --against SET");
+    if (!enc.path && described) return pe_cli_usage(prog, "%s describes the encoder: give --encoder FILE", described);
+    if (enc.have_width && enc.have_arch && enc.arch == PE_ARCH_SMALL)
+        return pe_cli_usage(prog, "--width applies to resnet18 only");
+    if (enc.path && !(o.scans & embed))
+        return pe_cli_usage(prog, "--encoder: --scan selects no embedding scan (outlier, embdup, mislabel)");
+    if (enc.path) {
+        enc.progress = isatty(2) && !o.quiet;
+        o.encoder = &enc;
+    }
 
     pe_store *st = NULL;
     if ((rc = pe_store_open(&st, pe_store_path(store), PE_STORE_RDONLY))) return pe_cli_fail(prog, rc);

@@ -51,26 +51,6 @@ static void usage(FILE *f) {
         f);
 }
 
-/* "a" or "a,b,c" into v[3]; -1 on anything else. */
-static int parse3(const char *s, float *v) {
-    double d[3];
-    int k = 0;
-    const char *p = s;
-    for (;;) {
-        char *end;
-        if (k == 3) return -1;
-        d[k] = strtod(p, &end);
-        if (end == p || !isfinite(d[k])) return -1;
-        k++;
-        if (*end == 0) break;
-        if (*end != ',') return -1;
-        p = end + 1;
-    }
-    if (k != 1 && k != 3) return -1;
-    for (int i = 0; i < 3; i++) v[i] = (float)d[k == 1 ? 0 : i];
-    return 0;
-}
-
 enum { O_TRAIN = 256, O_TEST, O_TCLASS, O_PROBE, O_L2, O_ITERS, O_EPOCHS, O_SHUFFLE, O_SEED,
        O_CACHE, O_PRED, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_MEAN, O_STD, O_JSON, O_VERSION };
 
@@ -123,7 +103,7 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, ":S:e:t:b:j:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'S': store = optarg; break;
-        case 'e': o.encoder = optarg; break;
+        case 'e': o.enc.path = optarg; break;
         case O_TRAIN: trains[ntr++] = optarg; break;
         case O_TEST: tests[nte++] = optarg; break;
         case 't': o.targets = optarg; break;
@@ -141,25 +121,26 @@ int main(int argc, char **argv) {
         case O_CACHE: o.cache = optarg; break;
         case O_PRED: o.predictions = optarg; break;
         case O_ARCH:
-            if (pe_arch_parse(optarg, &o.arch)) USAGE("%s", pe_errmsg());
-            o.have_arch = 1;
+            if (pe_arch_parse(optarg, &o.enc.arch)) USAGE("%s", pe_errmsg());
+            o.enc.have_arch = 1;
             break;
-        case O_WIDTH: NUM(0.0625, 16, o.width); o.have_width = 1; break;
-        case O_SIZE: INT(8, 1024, o.size); break;
+        case O_WIDTH: NUM(0.0625, 16, o.enc.width); o.enc.have_width = 1; break;
+        case O_SIZE: INT(8, 1024, o.enc.size); break;
         case O_CHANNELS:
             if (strcmp(optarg, "1") && strcmp(optarg, "3")) USAGE("--channels takes 1 or 3");
-            o.channels = atoi(optarg);
+            o.enc.channels = atoi(optarg);
             break;
         case O_MEAN:
-            if (parse3(optarg, o.mean)) USAGE("--mean takes 1 or 3 numbers");
-            o.have_mean = 1;
+            if (pe_parse_floats3(optarg, o.enc.mean)) USAGE("--mean takes 1 or 3 numbers");
+            o.enc.have_mean = 1;
             break;
         case O_STD:
-            if (parse3(optarg, o.std) || !(o.std[0] > 0 && o.std[1] > 0 && o.std[2] > 0))
+            if (pe_parse_floats3(optarg, o.enc.std) ||
+                !(o.enc.std[0] > 0 && o.enc.std[1] > 0 && o.enc.std[2] > 0))
                 USAGE("--std takes 1 or 3 positive numbers");
-            o.have_std = 1;
+            o.enc.have_std = 1;
             break;
-        case 'b': INT(1, 65536, o.batch); break;
+        case 'b': INT(1, 65536, o.enc.batch); break;
         case 'j': INT(1, 256, o.threads); break;
         case O_JSON: o.json = 1; break;
         case 'q': o.quiet = 1; break;
@@ -170,7 +151,7 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) USAGE("unexpected argument '%s'", argv[optind]);
-    if (!o.encoder) USAGE("name the encoder with -e FILE");
+    if (!o.enc.path) USAGE("name the encoder with -e FILE");
     if (!ntr || !nte) USAGE("name a downstream task with --train SET --test SET");
     if (ntr != nte) USAGE("%zu --train but %zu --test: they go in pairs", ntr, nte);
     if (o.target_class && !o.targets) USAGE("--target-class goes with --targets");
@@ -178,7 +159,7 @@ int main(int argc, char **argv) {
         USAGE("--probe-l2 and --probe-iters apply to the linear probe");
     if (mlp_opt && o.probe.kind != PE_PROBE_MLP)
         USAGE("--probe-epochs, --probe-shuffle and --seed apply to --probe mlp");
-    if (o.have_width && o.have_arch && o.arch == PE_ARCH_SMALL)
+    if (o.enc.have_width && o.enc.have_arch && o.enc.arch == PE_ARCH_SMALL)
         USAGE("--width applies to resnet18 only");
     for (size_t i = 0; i < ntr; i++) {
         if (pe_set_name_ok(trains[i])) USAGE("--train: %s", pe_errmsg());

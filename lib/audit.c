@@ -1,16 +1,19 @@
 /*
  * audit.c - the scans of pe-audit (audit.h): one pass over the set reads
  * each image once and keeps its measures and hashes, then the pairwise
- * scans run on hash indexes (phash.h), then the outputs (the HTML report
- * is report.c's).
+ * scans run on hash indexes (phash.h), the embedding scans on an
+ * encoder's features (eval.h) and their exact nearest neighbours (knn.h),
+ * then the outputs (the HTML report is report.c's).
  *
- * Not for: the hash (phash.c), option parsing (cmd/pe-audit.c).
+ * Not for: the hash (phash.c), features (eval.c), the neighbour search
+ * (knn.c), option parsing (cmd/pe-audit.c).
  */
 #include "audit.h"
 #include "audit_impl.h"
 
 #include "cli.h"
 #include "escape.h"
+#include "knn.h"
 #include "pe.h"
 
 #include <errno.h>
@@ -22,6 +25,7 @@
 static const char *const scan_names[PE_SCAN_COUNT] = {
     "exact",  "phash",     "dark",      "light",     "blurry", "lowinfo", "aspect",
     "oddsize", "grayscale", "composite", "recurring", "seam",   "size",    "against",
+    "outlier", "embdup",    "mislabel",
 };
 
 const char *pe_scan_name(pe_scan s) {
@@ -38,6 +42,7 @@ int pe_scan_list_parse(const char *s, unsigned *mask) {
         if (n == 3 && !strncmp(p, "dup", 3)) m |= GROUP_DUP, found = 1;
         else if (n == 7 && !strncmp(p, "quality", 7)) m |= GROUP_QUALITY, found = 1;
         else if (n == 6 && !strncmp(p, "poison", 6)) m |= GROUP_POISON, found = 1;
+        else if (n == 5 && !strncmp(p, "embed", 5)) m |= GROUP_EMBED, found = 1;
         else if (n == 3 && !strncmp(p, "all", 3)) m |= GROUP_ALL, found = 1;
         for (int i = 0; i < PE_SCAN_COUNT && !found; i++)
             if (strlen(scan_names[i]) == n && !strncmp(p, scan_names[i], n)) {
@@ -48,7 +53,8 @@ int pe_scan_list_parse(const char *s, unsigned *mask) {
             return pe_fail(PE_EUSAGE,
                            "unknown scan '%.*s' (exact, phash, dark, light, blurry, lowinfo, "
                            "aspect, oddsize, grayscale, composite, recurring, seam, size, "
-                           "against; groups dup, quality, poison, all)",
+                           "against, outlier, embdup, mislabel; groups dup, quality, poison, "
+                           "embed, all)",
                            (int)n, p);
         if (!p[n]) break;
         p += n + 1;
@@ -76,8 +82,11 @@ void pe_audit_opts_default(pe_audit_opts *o) {
     o->threshold[PE_SCAN_RECURRING] = 0.75;
     o->threshold[PE_SCAN_SEAM] = 0.95;
     o->threshold[PE_SCAN_SIZE] = 0.9;
+    o->threshold[PE_SCAN_MISLABEL] = 0.9;
     o->report_max = 40;
     o->prog = "pe-audit";
+    o->k = 10;
+    o->embed_max = 100000;
 }
 
 /* ---- per-image measures ---- */
@@ -353,7 +362,8 @@ static int collect(void *ctx, pe_txn *txn, const pe_set_entry *e, unsigned long 
     r->key = e->key;
     r->count = e->count;
     r->label = e->label;
-    r->near_id = r->cluster = r->comp_match = r->ag_match = NO_ID;
+    r->near_id = r->cluster = r->comp_match = r->ag_match = r->ecluster = NO_ID;
+    r->mis_major = PE_LABEL_NONE;
     r->comp_part = r->rec_part = r->ag_part = -1;
     if ((rc = pe_img_get(txn, &e->key, &im))) {
         pe_key_to_hex(&e->key, hx);
@@ -365,9 +375,16 @@ static int collect(void *ctx, pe_txn *txn, const pe_set_entry *e, unsigned long 
         rc = 0;
     }
     if (rc) goto out;
+    if (a->enc_channels == 1 && im.c == 3) {
+        pe_key_to_hex(&e->key, hx);
+        rc = pe_fail(PE_EFORMAT, "image %s is RGB; the encoder %s takes 1 channel (gray images)", hx,
+                     a->o->encoder->path);
+        goto out;
+    }
     r->w = im.w;
     r->h = im.h;
     r->c = im.c;
+    a->nlabeled += e->label != PE_LABEL_NONE;
     r->occurrences = info.count;
     r->nsrc = info.n;
     r->truth = (uint8_t)(a->o->truth == 1 && is_craft(&info));
@@ -735,6 +752,201 @@ static void local_scores(audit *a) {
     }
 }
 
+/* ---- embedding scans ---- */
+
+/* embdup's default: a near duplicate's nearest neighbour is this many
+ * times closer than the typical image's. Features after a ReLU and an
+ * average pool crowd into a narrow cone, and how narrow depends on the
+ * encoder and the set (a 5-epoch `small` encoder on Fashion-MNIST: the
+ * median image has its nearest neighbour at cosine distance 0.005, and
+ * 97% of images are within 0.02 of another), so a fixed similarity means
+ * nothing from one encoder to the next. */
+#define EMBDUP_FACTOR 10.0
+
+double pe_audit_outlier_score(const double *sim, int k) {
+    if (k <= 0) return 0;
+    double s = 0;
+    for (int t = 0; t < k; t++) s += 1.0 - sim[t];
+    s /= k;
+    return s < 0 ? 0 : s > 1 ? 1 : s;
+}
+
+typedef struct lab_at {
+    int32_t label;
+    int at; /* rank among the neighbours */
+} lab_at;
+
+static int cmp_lab_at(const void *x, const void *y) {
+    const lab_at *a = x, *b = y;
+    if (a->label != b->label) return (a->label > b->label) - (a->label < b->label);
+    return (a->at > b->at) - (a->at < b->at);
+}
+
+double pe_audit_mislabel_score(const uint32_t *nbr, int k, const int32_t *labels, int32_t label,
+                               int32_t *major, int *disagree, int *labeled) {
+    lab_at v[PE_AUDIT_MAX_K];
+    int nl = 0, nd = 0;
+    PE_ASSERT(k >= 0 && k <= PE_AUDIT_MAX_K);
+    for (int t = 0; t < k; t++) {
+        const int32_t l = labels[nbr[t]];
+        if (l == PE_LABEL_NONE) continue;
+        v[nl++] = (lab_at){l, t};
+        nd += l != label;
+    }
+    qsort(v, (size_t)nl, sizeof *v, cmp_lab_at);
+    int32_t best = PE_LABEL_NONE;
+    int best_n = 0, best_at = k;
+    for (int i = 0; i < nl;) {
+        int j = i;
+        while (j < nl && v[j].label == v[i].label) j++;
+        /* v[i] is the label's nearest occurrence */
+        if (j - i > best_n || (j - i == best_n && v[i].at < best_at)) {
+            best = v[i].label;
+            best_n = j - i;
+            best_at = v[i].at;
+        }
+        i = j;
+    }
+    *major = best;
+    *disagree = nd;
+    *labeled = nl;
+    if (label == PE_LABEL_NONE || !nl) return 0;
+    return (double)nd / nl;
+}
+
+static double median_sorted(const double *s, size_t n) {
+    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+double pe_audit_embdup_threshold(double *dist, size_t n) {
+    if (!n) return 1;
+    qsort(dist, n, sizeof *dist, cmp_double);
+    const double t = 1.0 - median_sorted(dist, n) / EMBDUP_FACTOR;
+    return t < 0 ? 0 : t > 1 ? 1 : t;
+}
+
+double pe_audit_outlier_threshold(double *s, size_t n) {
+    if (!n) return 1;
+    qsort(s, n, sizeof *s, cmp_double);
+    const double med = median_sorted(s, n);
+    double mean_ad = 0;
+    for (size_t i = 0; i < n; i++) {
+        s[i] = fabs(s[i] - med);
+        mean_ad += s[i];
+    }
+    mean_ad /= (double)n;
+    qsort(s, n, sizeof *s, cmp_double);
+    const double mad = median_sorted(s, n);
+    const double spread = mad > 0 ? mad / 0.6745 : 1.253314 * mean_ad;
+    const double t = spread > 0 ? med + 3.5 * spread : 1;
+    return t > 1 ? 1 : t;
+}
+
+/* Refuses an embedding audit of more than embed_max images: the exact
+ * neighbour search compares every pair. */
+static int embed_size_ok(const audit *a, size_t n) {
+    if (n <= a->o->embed_max) return 0;
+    return pe_fail(PE_ETOOBIG, "%zu images: the embedding scans compare every pair (n^2 "
+                   "products of features) and refuse more than %zu (--embed-max)",
+                   n, a->o->embed_max);
+}
+
+/* The embedding scans: every image's features, its k nearest neighbours
+ * and the components of the embdup links (every pair at or above the
+ * threshold), then the three scores and the embdup clusters. */
+static int scan_embed(audit *a, pe_store *st, pe_encoder *enc, FILE *err) {
+    const pe_audit_opts *o = a->o;
+    const size_t n = a->n;
+    int rc = 0;
+    pe_key *keys = malloc(n * sizeof *keys);
+    int32_t *labels = malloc(n * sizeof *labels);
+    uint32_t *comp = NULL, *rep = NULL, *size = NULL;
+    double *tmp = NULL;
+    a->dim = pe_encoder_dim(enc);
+    a->k = o->k < (int)(n - 1) ? o->k : (int)(n - 1);
+    a->feat = malloc(n * (size_t)a->dim * sizeof *a->feat);
+    const size_t nk = a->k ? n * (size_t)a->k : 1;
+    a->knn = malloc(nk * sizeof *a->knn);
+    a->ksim = malloc(nk * sizeof *a->ksim);
+    const int dup = (a->scans & BIT(PE_SCAN_EMBDUP)) != 0;
+    if (dup) {
+        comp = malloc(n * sizeof *comp);
+        rep = malloc(n * sizeof *rep);
+        size = calloc(n, sizeof *size);
+    }
+    tmp = malloc(n * sizeof *tmp);
+    if (!keys || !labels || !a->feat || !a->knn || !a->ksim || (dup && (!comp || !rep || !size)) || !tmp) {
+        rc = pe_fail(ENOMEM, "audit: out of memory for the features of %zu images", n);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = a->r[i].key;
+        labels[i] = a->r[i].label;
+    }
+    if ((rc = pe_encoder_features(enc, st, keys, n, o->set, a->feat, o->quiet ? NULL : err)))
+        goto out;
+    double t0 = pe_now();
+    if ((rc = pe_knn_graph(pe_encoder_backend(enc), a->feat, n, a->dim, a->k, 0, a->knn, a->ksim,
+                           NULL)))
+        goto out;
+    if (!o->quiet)
+        fprintf(err, "%s: %d nearest neighbours of %zu images in %.2f s\n", o->prog, a->k, n,
+                pe_now() - t0);
+    for (size_t i = 0; i < n; i++) {
+        rec *r = &a->r[i];
+        const uint32_t *nb = a->knn + i * (size_t)a->k;
+        const double *sm = a->ksim + i * (size_t)a->k;
+        r->score[PE_SCAN_OUTLIER] = pe_audit_outlier_score(sm, a->k);
+        const double near = a->k ? sm[0] : 0;
+        r->score[PE_SCAN_EMBDUP] = near < 0 ? 0 : near > 1 ? 1 : near;
+        int dis, lab;
+        r->score[PE_SCAN_MISLABEL] =
+            pe_audit_mislabel_score(nb, a->k, labels, r->label, &r->mis_major, &dis, &lab);
+        r->mis_disagree = (uint16_t)dis;
+        r->mis_labeled = (uint16_t)lab;
+    }
+    if (a->thr[PE_SCAN_EMBDUP] < 0) {
+        for (size_t i = 0; i < n; i++) tmp[i] = a->k ? 1.0 - a->ksim[i * (size_t)a->k] : 0;
+        a->thr[PE_SCAN_EMBDUP] = pe_audit_embdup_threshold(tmp, a->k ? n : 0);
+    }
+    if (dup) {
+        int again;
+        t0 = pe_now();
+        if ((rc = pe_knn_components(pe_encoder_backend(enc), a->feat, n, a->dim, a->k, a->knn,
+                                    a->ksim, a->thr[PE_SCAN_EMBDUP], comp, &again)))
+            goto out;
+        if (again && !o->quiet)
+            fprintf(err, "%s: embdup: some image's %d nearest neighbours are all about as similar "
+                    "as the threshold: every pair compared again in %.2f s\n", o->prog, a->k,
+                    pe_now() - t0);
+        for (size_t i = 0; i < n; i++) rep[i] = NO_ID;
+        for (size_t i = 0; i < n; i++) {
+            size[comp[i]]++;
+            if (rep[comp[i]] == NO_ID || better_rep(&a->r[i], &a->r[rep[comp[i]]]))
+                rep[comp[i]] = (uint32_t)i;
+        }
+        for (size_t i = 0; i < n; i++) {
+            rec *r = &a->r[i];
+            if (size[comp[i]] < 2) continue;
+            r->ecluster = rep[comp[i]];
+            r->ecluster_size = size[comp[i]];
+            r->suspect[PE_SCAN_EMBDUP] = rep[comp[i]] != i;
+        }
+    }
+    if (a->thr[PE_SCAN_OUTLIER] < 0) {
+        for (size_t i = 0; i < n; i++) tmp[i] = a->r[i].score[PE_SCAN_OUTLIER];
+        a->thr[PE_SCAN_OUTLIER] = pe_audit_outlier_threshold(tmp, n);
+    }
+out:
+    free(keys);
+    free(labels);
+    free(comp);
+    free(rep);
+    free(size);
+    free(tmp);
+    return rc;
+}
+
 /* ---- output ---- */
 
 static void put_key(FILE *f, const pe_key *k) {
@@ -759,6 +971,34 @@ static void json_region(FILE *f, const rec *r, int idx) {
     part_box(r, idx, &p);
     fprintf(f, ",\"region\":\"%s\",\"box\":[%" PRIu32 ",%" PRIu32 ",%" PRIu32 ",%" PRIu32 "]",
             p.name, p.x0, p.y0, p.x1, p.y1);
+}
+
+/* "neighbours":[keys], "similarities":[...], nearest first. */
+static void json_neighbours(FILE *f, const audit *a, const rec *r) {
+    const size_t i = (size_t)(r - a->r);
+    fputs(",\"neighbours\":[", f);
+    for (int t = 0; t < a->k; t++) {
+        fputs(t ? ",\"" : "\"", f);
+        put_key(f, &a->r[a->knn[i * (size_t)a->k + t]].key);
+        fputc('"', f);
+    }
+    fputs("],\"similarities\":[", f);
+    for (int t = 0; t < a->k; t++) fprintf(f, "%s%.9g", t ? "," : "", a->ksim[i * (size_t)a->k + t]);
+    fputc(']', f);
+}
+
+/* "name":id (null when none) and "name_class":"..." when the class is named. */
+static void json_label(FILE *f, const audit *a, const char *name, int32_t l) {
+    if (l == PE_LABEL_NONE) {
+        fprintf(f, ",\"%s\":null", name);
+        return;
+    }
+    fprintf(f, ",\"%s\":%" PRId32, name, l);
+    if (l >= 0 && (uint32_t)l < a->nclasses && a->classes[l][0]) {
+        fprintf(f, ",\"%s_class\":\"", name);
+        pe_escape_fput(f, a->classes[l], strlen(a->classes[l]), PE_ESC_JSON);
+        fputc('"', f);
+    }
 }
 
 static void json_evidence(FILE *f, const audit *a, const rec *r, pe_scan s) {
@@ -836,6 +1076,32 @@ static void json_evidence(FILE *f, const audit *a, const rec *r, pe_scan s) {
         put_key(f, &a->ak[r->ag_match]);
         fprintf(f, "\",\"distance\":%d", r->ag_d);
         break;
+    case PE_SCAN_OUTLIER:
+        fprintf(f, ",\"k\":%d,\"mean_distance\":%.9g", a->k, r->score[s]);
+        json_neighbours(f, a, r);
+        break;
+    case PE_SCAN_EMBDUP: {
+        const size_t i = (size_t)(r - a->r);
+        if (!a->k) {
+            fputs(",\"nearest\":null", f);
+            break;
+        }
+        fputs(",\"nearest\":\"", f);
+        put_key(f, &a->r[a->knn[i * (size_t)a->k]].key);
+        fprintf(f, "\",\"similarity\":%.9g", a->ksim[i * (size_t)a->k]);
+        if (r->ecluster != NO_ID) {
+            fputs(",\"representative\":\"", f);
+            put_key(f, &a->r[r->ecluster].key);
+            fprintf(f, "\",\"cluster_size\":%" PRIu32, r->ecluster_size);
+        }
+        break;
+    }
+    case PE_SCAN_MISLABEL:
+        json_label(f, a, "label", r->label);
+        json_label(f, a, "neighbour_label", r->mis_major);
+        fprintf(f, ",\"disagree\":%d,\"labeled_neighbours\":%d", r->mis_disagree, r->mis_labeled);
+        json_neighbours(f, a, r);
+        break;
     default: break;
     }
 }
@@ -881,7 +1147,8 @@ static int score_all(audit *a, tally *t, uint64_t *npos_out) {
         npos += r->truth;
         for (int s = 0; s < PE_SCAN_COUNT; s++) {
             if (!(a->scans & BIT(s))) continue;
-            if (s != PE_SCAN_PHASH) r->suspect[s] = r->score[s] >= a->thr[s];
+            /* phash's and embdup's suspects are their clusters' members */
+            if (s != PE_SCAN_PHASH && s != PE_SCAN_EMBDUP) r->suspect[s] = r->score[s] >= a->thr[s];
             if (r->suspect[s]) {
                 t[s].suspects++;
                 if (r->truth) t[s].tp++;
@@ -930,14 +1197,16 @@ static void print_findings(const audit *a, FILE *out) {
             if (o->json) {
                 fputs("{\"type\":\"finding\",\"key\":\"", out);
                 put_key(out, &r->key);
-                fprintf(out, "\",\"scan\":\"%s\",\"score\":%.6g,\"threshold\":%.6g,\"suspect\":%s",
-                        scan_names[s], r->score[s], a->thr[s], r->suspect[s] ? "true" : "false");
+                /* the embedding scans' scores crowd near 0 or 1: more digits */
+                const int dg = (GROUP_EMBED & BIT(s)) ? 9 : 6;
+                fprintf(out, "\",\"scan\":\"%s\",\"score\":%.*g,\"threshold\":%.*g,\"suspect\":%s",
+                        scan_names[s], dg, r->score[s], dg, a->thr[s], r->suspect[s] ? "true" : "false");
                 if (o->truth) fprintf(out, ",\"poison\":%s", r->truth ? "true" : "false");
                 json_evidence(out, a, r, (pe_scan)s);
                 fputs("}\n", out);
             } else {
                 put_key(out, &r->key);
-                fprintf(out, "\t%s\t%.4f", scan_names[s], r->score[s]);
+                fprintf(out, "\t%s\t%.*f", scan_names[s], (GROUP_EMBED & BIT(s)) ? 6 : 4, r->score[s]);
                 if (o->all) fputs(r->suspect[s] ? "\tsuspect" : "\t-", out);
                 fputc('\n', out);
             }
@@ -954,6 +1223,9 @@ static void print_summary(const audit *a, const tally *t, uint64_t npos, FILE *e
     if (o->against) fprintf(err, ", %zu in --against '%s'", a->na, pe_esc(o->against));
     fprintf(err, "; hash %s, radius %d, part radius %d", pe_phash_mode_name(o->mode), o->radius,
             o->part_radius);
+    if (a->dim)
+        fprintf(err, "; encoder %s (%s, %d features), %d neighbours", pe_esc(o->encoder->path),
+                a->encoder_arch, a->dim, a->k);
     if (o->truth)
         fprintf(err, "; truth: %" PRIu64 " poisons (%s)", npos,
                 o->truth == 1 ? "pe-craft provenance" : pe_esc(o->truth_file));
@@ -963,8 +1235,9 @@ static void print_summary(const audit *a, const tally *t, uint64_t npos, FILE *e
         if (s == PE_SCAN_COUNT && (!any_proper || !o->truth)) continue;
         const tally *x = &t[s];
         if (s < PE_SCAN_COUNT)
-            fprintf(err, "%s: %-10s %6" PRIu64 " suspects (threshold %.4g)", o->prog,
-                    scan_names[s], x->suspects, a->thr[s]);
+            fprintf(err, "%s: %-10s %6" PRIu64 " suspects (threshold %.*g%s)", o->prog,
+                    scan_names[s], x->suspects, (GROUP_EMBED & BIT(s)) ? 7 : 4, a->thr[s],
+                    (GROUP_EMBED & BIT(s)) && o->threshold[s] < 0 ? ", from the set's scores" : "");
         else
             fprintf(err,
                     "%s: %-10s %6" PRIu64
@@ -997,6 +1270,12 @@ void pe_audit_json_summary(FILE *f, const audit *a, const tally *t, uint64_t npo
     }
     fprintf(f, ",\"hash\":\"%s\",\"radius\":%d,\"part_radius\":%d,\"score_radius\":%d",
             pe_phash_mode_name(o->mode), o->radius, o->part_radius, o->score_radius);
+    if (a->dim) {
+        fputs(",\"encoder\":\"", f);
+        pe_audit_json_str(f, o->encoder->path, in_script);
+        fprintf(f, "\",\"encoder_arch\":\"%s\",\"features\":%d,\"neighbours\":%d", a->encoder_arch,
+                a->dim, a->k);
+    }
     if (o->truth) fprintf(f, ",\"poisons\":%" PRIu64, npos);
     fputs(",\"scans\":[", f);
     int first = 1;
@@ -1007,7 +1286,8 @@ void pe_audit_json_summary(FILE *f, const audit *a, const tally *t, uint64_t npo
         fprintf(f, "%s{\"scan\":\"%s\"", first ? "" : ",",
                 s < PE_SCAN_COUNT ? scan_names[s] : "poison");
         first = 0;
-        if (s < PE_SCAN_COUNT) fprintf(f, ",\"threshold\":%.6g", a->thr[s]);
+        if (s < PE_SCAN_COUNT)
+            fprintf(f, ",\"threshold\":%.*g", (GROUP_EMBED & BIT(s)) ? 9 : 6, a->thr[s]);
         fprintf(f, ",\"suspects\":%" PRIu64, x->suspects);
         if (o->truth) {
             fprintf(f, ",\"tp\":%" PRIu64 ",\"fp\":%" PRIu64 ",\"fn\":%" PRIu64, x->tp, x->fp, x->fn);
@@ -1031,6 +1311,10 @@ static void audit_free(audit *a) {
     free(a->ak);
     free(a->ah);
     free(a->tk);
+    free(a->feat);
+    free(a->knn);
+    free(a->ksim);
+    pe_cli_free_classes(a->classes, a->nclasses);
 }
 
 int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE *err) {
@@ -1039,8 +1323,10 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
     a->o = o;
     a->scans = o->scans;
     if (!o->against) a->scans &= ~BIT(PE_SCAN_AGAINST);
+    if (!o->encoder) a->scans &= ~GROUP_EMBED;
     pe_txn *txn = NULL;
     pe_hindex *full = NULL, *ag = NULL, *parts = NULL;
+    pe_encoder *enc = NULL;
     pe_set_hdr hdr;
     pe_audit_report rf = {NULL, NULL, -1};
     tally t[PE_SCAN_COUNT + 1];
@@ -1074,11 +1360,25 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
             rc = pe_fail(PE_ENOTFOUND, "set '%s' is empty: nothing to audit", o->set);
             goto out;
         }
+        if ((a->scans & GROUP_EMBED) && (rc = embed_size_ok(a, hdr.n_distinct))) goto out;
+        if ((a->scans & BIT(PE_SCAN_MISLABEL)) &&
+            (rc = pe_cli_copy_classes(&hdr, &a->classes, &a->nclasses)))
+            goto out;
     }
     if (o->against) {
         rc = pe_set_get(txn, o->against, &hdr);
         if (rc == PE_ENOTFOUND) rc = pe_fail(rc, "no set '%s' (--against)", o->against);
         if (rc) goto out;
+    }
+    /* the encoder, whole, before the pass over the images */
+    if (a->scans & GROUP_EMBED) {
+        pe_encoder_opts eo = *o->encoder;
+        eo.prog = o->prog;
+        if ((rc = pe_encoder_open(&enc, &eo, o->threads))) goto out;
+        const pe_model_cfg *cfg = pe_encoder_cfg(enc);
+        a->enc_channels = cfg->channels;
+        if (cfg->arch == PE_ARCH_SMALL) snprintf(a->encoder_arch, sizeof a->encoder_arch, "small");
+        else snprintf(a->encoder_arch, sizeof a->encoder_arch, "%s x%g", pe_arch_name(cfg->arch), cfg->width);
     }
     if ((rc = pe_cli_each_key(txn, o->set, PE_CLI_ANY_LABEL, o->set ? NULL : in, "stdin",
                               collect, a)))
@@ -1139,6 +1439,22 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
     if (o->truth == 2)
         for (size_t i = 0; i < a->n; i++)
             a->r[i].truth = a->nt && bsearch(&a->r[i].key, a->tk, a->nt, sizeof *a->tk, cmp_key);
+    if (enc) {
+        if ((a->scans & BIT(PE_SCAN_MISLABEL)) && !a->nlabeled) {
+            a->scans &= ~BIT(PE_SCAN_MISLABEL);
+            if (!a->scans) {
+                rc = pe_fail(PE_EFORMAT, "the mislabel scan needs labels, and no image of '%s' has one",
+                             audited_name(a));
+                goto out;
+            }
+            if (!o->quiet)
+                fprintf(err, "%s: mislabel: no image of '%s' has a label; not run\n", o->prog,
+                        pe_esc(audited_name(a)));
+        }
+        if ((rc = embed_size_ok(a, a->n)) || (rc = scan_embed(a, st, enc, err))) goto out;
+        pe_encoder_close(enc);
+        enc = NULL;
+    }
 
     if ((rc = set_stats(a))) goto out;
     local_scores(a);
@@ -1170,6 +1486,7 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
 out:
     pe_audit_report_discard(&rf);
     if (txn) pe_txn_abort(txn);
+    pe_encoder_close(enc);
     pe_hindex_free(full);
     pe_hindex_free(ag);
     pe_hindex_free(parts);

@@ -16,12 +16,17 @@
  * hash indexed (the image's and up to PE_AUDIT_MAX_PARTS parts' hashes);
  * pixels are read one image at a time. Read transactions are renewed
  * every 4096 entries, so a long audit does not pin the store's old pages.
+ * The embedding scans add the features (4 d bytes an image, and as much
+ * on the backend), 12 k bytes an image for the neighbours, and one block
+ * of products (knn.h); their search compares every pair of images, so
+ * o->embed_max bounds the images they take.
  */
 #ifndef PE_AUDIT_H
 #define PE_AUDIT_H
 
 #include <stdio.h>
 
+#include "eval.h"
 #include "phash.h"
 #include "store.h"
 
@@ -40,6 +45,9 @@ typedef enum pe_scan {
     PE_SCAN_SEAM,      /* a straight line across the whole image */
     PE_SCAN_SIZE,      /* baseline: a size rare in the set */
     PE_SCAN_AGAINST,   /* the image or a part of it is in --against SET */
+    PE_SCAN_OUTLIER,   /* far from its nearest neighbours in feature space */
+    PE_SCAN_EMBDUP,    /* near duplicates in feature space */
+    PE_SCAN_MISLABEL,  /* its neighbours in feature space carry other labels */
     PE_SCAN_COUNT
 } pe_scan;
 
@@ -47,11 +55,13 @@ typedef enum pe_scan {
 const char *pe_scan_name(pe_scan s);
 /* Parses a comma-separated list of scan names and groups ("dup": exact,
  * phash; "quality": dark .. grayscale; "poison": composite, recurring,
- * seam, size, against; "all") into a bit mask (1u << pe_scan).
+ * seam, size, against; "embed": outlier, embdup, mislabel; "all") into a
+ * bit mask (1u << pe_scan).
  * PE_EUSAGE with a message otherwise. */
 int pe_scan_list_parse(const char *s, unsigned *mask);
 
 #define PE_AUDIT_MAX_PARTS 24
+#define PE_AUDIT_MAX_K 256 /* neighbours per image, at most */
 
 typedef struct pe_audit_opts {
     const char *set;      /* the audited set, or NULL: keys on `in` */
@@ -70,16 +80,25 @@ typedef struct pe_audit_opts {
     const char *report;   /* HTML report written here (atomically), or NULL */
     int report_max;       /* report: items shown per section (40) */
     const char *prog;     /* for messages */
+    /* the embedding scans (outlier, embdup, mislabel): they run only with
+     * an encoder */
+    const pe_encoder_opts *encoder; /* NULL: none (enc.prog is set from prog) */
+    int threads;          /* compute threads; 0 = online CPUs */
+    int k;                /* neighbours (10) */
+    size_t embed_max;     /* images above which they are refused (100000) */
 } pe_audit_opts;
 
 /* Defaults: every scan (against only when o->against is set at run
- * time), pe hash, radius 8, part radius 2, score radius 12; thresholds:
- * exact 0.5, phash 1 - radius/64 (set from radius at run time unless
- * given), dark 0.87, light 0.87, blurry 0.5, lowinfo 0.875, aspect 0.67,
- * oddsize 0.667, grayscale 0.9, composite and against 1 - part_radius/64
- * (likewise), recurring 0.75, seam 0.95, size 0.9; no report, 40 items
- * per report section. A threshold below 0
- * (PE_AUDIT_THRESHOLD_AUTO) means "derive it". */
+ * time, the embedding scans only with o->encoder, mislabel only on a set
+ * with labels), pe hash, radius 8, part radius 2, score radius 12;
+ * thresholds: exact 0.5, phash 1 - radius/64 (set from radius at run
+ * time unless given), dark 0.87, light 0.87, blurry 0.5, lowinfo 0.875,
+ * aspect 0.67, oddsize 0.667, grayscale 0.9, composite and against 1 -
+ * part_radius/64 (likewise), recurring 0.75, seam 0.95, size 0.9,
+ * outlier and embdup derived from the set's scores
+ * (pe_audit_outlier_threshold, pe_audit_embdup_threshold), mislabel 0.9;
+ * no report, 40 items per report section; k 10, embed_max 100000. A
+ * threshold below 0 (PE_AUDIT_THRESHOLD_AUTO) means "derive it". */
 #define PE_AUDIT_THRESHOLD_AUTO (-1.0)
 void pe_audit_opts_default(pe_audit_opts *o);
 
@@ -107,6 +126,33 @@ typedef struct pe_part {
     const char *name;
 } pe_part;
 int pe_audit_parts(uint32_t w, uint32_t h, pe_part *parts);
+
+/* The embedding scans' scores of one image from its k neighbours (most
+ * similar first: sim, and their ids nbr), exposed for the tests.
+ *
+ * outlier: the mean cosine distance 1 - sim over the k neighbours,
+ * clamped to [0, 1]; 0 when k is 0.
+ *
+ * mislabel: of the neighbours with a label (labels[nbr[t]] !=
+ * PE_LABEL_NONE), the fraction whose label differs from `label`, each
+ * neighbour counting one (unweighted); 0 for an unlabeled image or one
+ * with no labeled neighbour. *major gets the label most of those
+ * neighbours carry (ties: the nearest one's), or PE_LABEL_NONE; *disagree
+ * and *labeled the two counts. */
+double pe_audit_outlier_score(const double *sim, int k);
+double pe_audit_mislabel_score(const uint32_t *nbr, int k, const int32_t *labels, int32_t label,
+                               int32_t *major, int *disagree, int *labeled);
+/* The embdup scan's default threshold from every image's cosine distance
+ * 1 - s to its nearest neighbour: 1 - median / 10 (an image whose
+ * nearest neighbour is ten times closer than the median image's),
+ * within [0, 1]. dist is reordered. 1 when n is 0. */
+double pe_audit_embdup_threshold(double *dist, size_t n);
+/* The outlier scan's default threshold from every image's score: the
+ * median plus 3.5 robust standard deviations (Iglewicz and Hoaglin's
+ * modified z-score above 3.5: median + 3.5 MAD / 0.6745; when the MAD is
+ * 0, 1.253314 times the mean absolute deviation stands for MAD / 0.6745),
+ * at most 1. s is reordered. 1 when n is 0. */
+double pe_audit_outlier_threshold(double *s, size_t n);
 
 /* Mann-Whitney ROC AUC of scores s[0..n) against labels pos[0..n) (ties
  * count a half). Returns -1 when either class is empty. */

@@ -23,6 +23,7 @@
 #define GROUP_POISON                                                                 \
     (BIT(PE_SCAN_COMPOSITE) | BIT(PE_SCAN_RECURRING) | BIT(PE_SCAN_SEAM) |            \
      BIT(PE_SCAN_SIZE) | BIT(PE_SCAN_AGAINST))
+#define GROUP_EMBED (BIT(PE_SCAN_OUTLIER) | BIT(PE_SCAN_EMBDUP) | BIT(PE_SCAN_MISLABEL))
 #define GROUP_ALL ((1u << PE_SCAN_COUNT) - 1)
 /* The poison scans proper, whose union the summary scores ("size" is the
  * baseline they are measured against). */
@@ -64,6 +65,11 @@ typedef struct rec {
     int8_t ag_part;             /* against: -1 the whole image */
     uint32_t ag_match;
     int ag_d;
+    uint32_t ecluster;          /* embdup: representative's id, or NO_ID */
+    uint32_t ecluster_size;
+    int32_t mis_major;          /* mislabel: the neighbours' commonest label */
+    uint16_t mis_disagree;      /* neighbours with another label */
+    uint16_t mis_labeled;       /* neighbours with a label */
 } rec;
 
 typedef struct audit {
@@ -89,6 +95,17 @@ typedef struct audit {
     uint32_t modal_w, modal_h, modal_n;
     double median_area;
     double thr[PE_SCAN_COUNT];
+    /* the embedding scans */
+    int dim;                  /* feature dimension */
+    int k;                    /* neighbours per image: min(o->k, n - 1) */
+    float *feat;              /* (n, dim) L2-normalised features */
+    uint32_t *knn;            /* (n, k) neighbour ids, nearest first */
+    double *ksim;             /* (n, k) their cosine similarities */
+    char **classes;           /* the audited set's class names (copies) */
+    uint32_t nclasses;
+    char encoder_arch[64];    /* "small", "resnet18 x0.25": for the summary */
+    size_t nlabeled;          /* images with a label */
+    int enc_channels;         /* the encoder's input channels; 0: none */
 } audit;
 
 /* Per scan (index PE_SCAN_COUNT: the union of the poison scans proper). */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <unistd.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -199,5 +200,24 @@ int pe_parse_double(const char *s, double lo, double hi, double *out) {
     if (!*s || *end || !(v >= lo && v <= hi))
         return pe_fail(PE_EUSAGE, "'%s' is not a number in [%g, %g]", s, lo, hi);
     *out = v;
+    return 0;
+}
+
+int pe_parse_floats3(const char *s, float *v) {
+    double d[3];
+    int k = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        if (k == 3) return PE_EUSAGE;
+        d[k] = strtod(p, &end);
+        if (end == p || !isfinite(d[k])) return PE_EUSAGE;
+        k++;
+        if (*end == 0) break;
+        if (*end != ',') return PE_EUSAGE;
+        p = end + 1;
+    }
+    if (k != 1 && k != 3) return PE_EUSAGE;
+    for (int i = 0; i < 3; i++) v[i] = (float)d[k == 1 ? 0 : i];
     return 0;
 }

@@ -55,6 +55,10 @@ int pe_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  * number in [lo, hi]") on anything else. */
 int pe_parse_double(const char *s, double lo, double hi, double *out);
 
+/* "A" or "A,B,C" (finite numbers) into v[3], A copied thrice for one
+ * number (--mean, --std); PE_EUSAGE, with no message, on anything else. */
+int pe_parse_floats3(const char *s, float *v);
+
 /* "WxH" (both >= 1, <= 65535). */
 int pe_parse_size(const char *s, uint32_t *w, uint32_t *h);
 

@@ -42,9 +42,8 @@
 
 void pe_eval_opts_default(pe_eval_opts *o) {
     memset(o, 0, sizeof *o);
-    o->width = 1.0;
+    pe_encoder_opts_default(&o->enc);
     pe_probe_opts_default(&o->probe);
-    o->batch = 256;
     o->prog = "pe-eval";
 }
 
@@ -327,7 +326,7 @@ static int read_targets(const pe_eval_opts *o, etask *tasks, FILE *in) {
 
 /* ---------------- the encoder ---------------- */
 
-typedef struct encoder {
+struct pe_encoder {
     pe_model_cfg cfg;
     float mean[3], std[3];
     char hash[PE_KEY_HEX + 1]; /* XXH3-128 of the file's bytes */
@@ -337,7 +336,12 @@ typedef struct encoder {
      * batch would not give the bits a fresh run gives */
     char rule[512];
     struct stat st;            /* of the file as read */
-} encoder;
+    int batch;
+    int progress;
+    const char *prog;
+    pe_backend *be;
+    pe_model *m;
+};
 
 static int read_file(const char *path, uint8_t **buf, size_t *len, struct stat *st) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -397,11 +401,11 @@ static int meta_int(const pe_st *f, const char *path, const char *k, int lo, int
 
 /* Reads the file, takes the description from its metadata and the options,
  * and checks the first convolution against the channel count. */
-static int encoder_describe(const pe_eval_opts *o, encoder *e) {
+static int encoder_describe(const pe_encoder_opts *o, pe_encoder *e) {
     uint8_t *buf = NULL;
     size_t len = 0;
     pe_st *f = NULL;
-    const char *path = o->encoder;
+    const char *path = o->path;
     int rc = read_file(path, &buf, &len, &e->st);
     if (rc) return rc;
     hex128(buf, len, NULL, e->hash);
@@ -484,34 +488,73 @@ out:
     return rc;
 }
 
-/* The model with the file's weights; the file must be the one hashed. */
-static int encoder_load(const pe_eval_opts *o, const encoder *e, pe_backend *be, pe_model **m) {
-    struct stat now;
-    int rc = pe_model_init(m, &e->cfg, be, 1);
-    if (rc) return rc;
-    if ((rc = pe_model_load_file(*m, be, o->encoder, 1))) return rc;
-    if (stat(o->encoder, &now) || now.st_dev != e->st.st_dev || now.st_ino != e->st.st_ino ||
-        now.st_size != e->st.st_size || now.st_mtim.tv_sec != e->st.st_mtim.tv_sec ||
-        now.st_mtim.tv_nsec != e->st.st_mtim.tv_nsec)
-        return pe_fail(PE_EFORMAT, "%s: changed while being read; run again", o->encoder);
-    return 0;
+void pe_encoder_opts_default(pe_encoder_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->width = 1.0;
+    o->batch = 256;
+    o->prog = "pe-eval";
 }
+
+int pe_encoder_open(pe_encoder **out, const pe_encoder_opts *o, int threads) {
+    struct stat now;
+    pe_encoder *e = calloc(1, sizeof *e);
+    int rc = 0;
+    *out = NULL;
+    if (!e) return pe_fail(ENOMEM, "out of memory");
+    if (!o->path) { rc = pe_fail(PE_EUSAGE, "no encoder"); goto out; }
+    if (o->batch < 1 || o->batch > 65536) { rc = pe_fail(PE_EUSAGE, "batch %d out of range", o->batch); goto out; }
+    e->batch = o->batch;
+    e->progress = o->progress;
+    e->prog = o->prog ? o->prog : "pe";
+    if ((rc = encoder_describe(o, e))) goto out;
+    if (!(e->be = pe_backend_cpu(threads))) { rc = pe_fail(ENOMEM, "cannot start the CPU backend"); goto out; }
+    /* the model with the file's weights; the file must be the one hashed */
+    if ((rc = pe_model_init(&e->m, &e->cfg, e->be, 1))) goto out;
+    if ((rc = pe_model_load_file(e->m, e->be, o->path, 1))) goto out;
+    if (stat(o->path, &now) || now.st_dev != e->st.st_dev || now.st_ino != e->st.st_ino ||
+        now.st_size != e->st.st_size || now.st_mtim.tv_sec != e->st.st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != e->st.st_mtim.tv_nsec) {
+        rc = pe_fail(PE_EFORMAT, "%s: changed while being read; run again", o->path);
+        goto out;
+    }
+    *out = e;
+    e = NULL;
+out:
+    pe_encoder_close(e);
+    return rc;
+}
+
+void pe_encoder_close(pe_encoder *e) {
+    if (!e) return;
+    pe_model_free(e->m);
+    if (e->be) e->be->destroy(e->be);
+    free(e);
+}
+
+int pe_encoder_dim(const pe_encoder *e) { return pe_model_feat_dim(e->m); }
+const pe_model_cfg *pe_encoder_cfg(const pe_encoder *e) { return &e->cfg; }
+pe_backend *pe_encoder_backend(pe_encoder *e) { return e->be; }
 
 /* ---------------- features ---------------- */
 
+/* The image's name in messages: "set 'NAME': image KEY", or "image KEY"
+ * for keys not from a set. */
+static int fail_image(int rc, const char *name, const pe_key *key, const char *what) {
+    char hx[PE_KEY_HEX + 1];
+    pe_key_to_hex(key, hx);
+    if (name) return pe_fail(rc, "set '%s': image %s%s", name, hx, what);
+    return pe_fail(rc, "image %s%s", hx, what);
+}
+
 /* One stored image as the encoder's input (C, size, size), by the rule of
  * eval.h. */
-static int prep_image(const pe_image *src, const encoder *e, const eset *s, const pe_key *key,
-                      float *out) {
+static int prep_image(const pe_image *src, const pe_encoder *e, const char *name,
+                      const pe_key *key, float *out) {
     uint32_t S = (uint32_t)e->cfg.size, C = (uint32_t)e->cfg.channels;
     pe_image r = {0};
     const pe_image *im = src;
-    if (src->c == 3 && C == 1) {
-        char hx[PE_KEY_HEX + 1];
-        pe_key_to_hex(key, hx);
-        return pe_fail(PE_EFORMAT, "set '%s': image %s is RGB; a 1-channel encoder needs gray "
-                       "images", s->name, hx);
-    }
+    if (src->c == 3 && C == 1)
+        return fail_image(PE_EFORMAT, name, key, " is RGB; a 1-channel encoder needs gray images");
     if (src->w != S || src->h != S) {
         int rc = pe_image_resize_bilinear(src, &r, S, S);
         if (rc) return rc;
@@ -522,37 +565,41 @@ static int prep_image(const pe_image *src, const encoder *e, const eset *s, cons
     return 0;
 }
 
-static int extract(pe_store *st, pe_model *m, pe_backend *be, const encoder *e, eset *s,
-                   const pe_eval_opts *o, FILE *err) {
+int pe_encoder_features(pe_encoder *e, pe_store *st, const pe_key *keys, size_t n,
+                        const char *name, float *out, FILE *err) {
+    pe_model *m = e->m;
+    pe_backend *be = e->be;
     int S = e->cfg.size, C = e->cfg.channels, fd = pe_model_feat_dim(m), rc = 0;
     size_t view = (size_t)C * S * S;
     /* batch norm in evaluation mode treats each input alone, so the last,
      * smaller batch is run at its own size (a lone image doubled, as
      * pe_model_set_batch wants at least 2): the batches, and so the
-     * features' bits, depend only on --batch and the set */
-    size_t B = (size_t)o->batch < s->n ? (size_t)o->batch : s->n;
+     * features' bits, depend only on the batch and the image list */
+    size_t B = (size_t)e->batch < n ? (size_t)e->batch : n;
     if (B < 2) B = 2;
     float *x = malloc(B * view * sizeof *x), *hf = malloc(B * (size_t)fd * sizeof *hf);
     float *dx = be->alloc(be, B * view * sizeof(float));
     pe_txn *t = NULL;
     double t0 = pe_now();
-    if (!(s->feat = malloc((s->n ? s->n : 1) * (size_t)fd * sizeof *s->feat)) || !x || !hf || !dx) {
-        rc = pe_fail(ENOMEM, "set '%s': not enough memory for its features", s->name);
+    if (!x || !hf || !dx) {
+        rc = name ? pe_fail(ENOMEM, "set '%s': not enough memory for its features", name)
+                  : pe_fail(ENOMEM, "not enough memory for the features");
         goto out;
     }
     if ((rc = pe_txn_begin(st, 0, &t))) goto out;
-    for (size_t b0 = 0; b0 < s->n; b0 += B) {
-        size_t nb = s->n - b0 < B ? s->n - b0 : B, nrun = nb < 2 ? 2 : nb;
+    for (size_t b0 = 0; b0 < n; b0 += B) {
+        size_t nb = n - b0 < B ? n - b0 : B, nrun = nb < 2 ? 2 : nb;
         for (size_t i = 0; i < nrun; i++) {
-            const pe_key *key = &s->keys[b0 + (i < nb ? i : 0)]; /* a lone image is doubled */
+            const pe_key *key = &keys[b0 + (i < nb ? i : 0)]; /* a lone image is doubled */
             pe_image im = {0};
             if ((rc = pe_img_get(t, key, &im))) {
                 char hx[PE_KEY_HEX + 1];
                 pe_key_to_hex(key, hx);
-                rc = pe_fail_prefix(rc, "set '%s': image %s", s->name, hx);
+                rc = name ? pe_fail_prefix(rc, "set '%s': image %s", name, hx)
+                          : pe_fail_prefix(rc, "image %s", hx);
                 goto out;
             }
-            rc = prep_image(&im, e, s, key, x + i * view);
+            rc = prep_image(&im, e, name, key, x + i * view);
             pe_image_free(&im);
             if (rc) goto out;
         }
@@ -563,27 +610,32 @@ static int extract(pe_store *st, pe_model *m, pe_backend *be, const encoder *e, 
             goto out;
         for (size_t i = 0; i < nb; i++) {
             const float *f = hf + i * (size_t)fd;
-            float *dst = s->feat + (b0 + i) * (size_t)fd;
+            float *dst = out + (b0 + i) * (size_t)fd;
             double ss = 0;
             for (int j = 0; j < fd; j++) ss += (double)f[j] * f[j];
             float den = (float)fmax(sqrt(ss), 1e-12);
             for (int j = 0; j < fd; j++) dst[j] = f[j] / den;
             if (!isfinite(ss)) {
-                char hx[PE_KEY_HEX + 1];
-                pe_key_to_hex(&s->keys[b0 + i], hx);
-                rc = pe_fail(PE_ECORRUPT, "set '%s': image %s: the encoder gives non-finite "
-                             "features (a broken checkpoint, or a --std far too small?)", s->name, hx);
+                rc = fail_image(PE_ECORRUPT, name, &keys[b0 + i],
+                                ": the encoder gives non-finite features (a broken checkpoint, or a "
+                                "--std far too small?)");
                 goto out;
             }
         }
         if ((rc = pe_txn_renew(t))) goto out;
-        if (o->progress && !o->quiet)
-            fprintf(err, "\r%s: features of '%s': %zu/%zu ", o->prog, pe_esc(s->name), b0 + nb, s->n);
+        if (err && e->progress) {
+            if (name) fprintf(err, "\r%s: features of '%s': %zu/%zu ", e->prog, pe_esc(name), b0 + nb, n);
+            else fprintf(err, "\r%s: features: %zu/%zu ", e->prog, b0 + nb, n);
+        }
     }
-    if (o->progress && !o->quiet && s->n) fputc('\n', err);
-    if (!o->quiet)
-        fprintf(err, "%s: '%s': features of %zu images in %.2f s\n", o->prog, pe_esc(s->name),
-                s->n, pe_now() - t0);
+    if (err && e->progress && n) fputc('\n', err);
+    if (err) {
+        if (name)
+            fprintf(err, "%s: '%s': features of %zu images in %.2f s\n", e->prog, pe_esc(name), n,
+                    pe_now() - t0);
+        else
+            fprintf(err, "%s: features of %zu images in %.2f s\n", e->prog, n, pe_now() - t0);
+    }
 out:
     if (t) pe_txn_abort(t);
     free(x);
@@ -599,7 +651,7 @@ out:
  * labels are compared one by one, not only through the fingerprint).
  * *complete: the file holds these sets and no others, so it needs no
  * rewrite. A cache that cannot be read is reported and ignored. */
-static int cache_load(const pe_eval_opts *o, const encoder *e, eset *sets, size_t ns, int fd,
+static int cache_load(const pe_eval_opts *o, const pe_encoder *e, eset *sets, size_t ns, int fd,
                       FILE *err, int *complete) {
     pe_st *f = NULL;
     *complete = 0;
@@ -667,7 +719,7 @@ out:
     return rc;
 }
 
-static int cache_write(const pe_eval_opts *o, const encoder *e, eset *sets, size_t ns, int fd) {
+static int cache_write(const pe_eval_opts *o, const pe_encoder *e, eset *sets, size_t ns, int fd) {
     pe_st_writer *w = NULL;
     char k[64], v[1024];
     int rc = pe_st_writer_open(&w);
@@ -963,13 +1015,11 @@ int pe_eval_run(pe_store *st, const pe_eval_opts *o, FILE *in, FILE *out, FILE *
     etask *tasks = NULL;
     size_t ns = 0;
     pe_txn *t = NULL;
-    pe_backend *be = NULL;
-    pe_model *m = NULL;
-    encoder e;
+    pe_encoder *e = NULL;
     int rc = 0, complete = 0;
-    memset(&e, 0, sizeof e);
-    if (!o->encoder || !o->ntasks) return pe_fail(PE_EUSAGE, "no encoder or no task");
-    if (o->batch < 1 || o->batch > 65536) return pe_fail(PE_EUSAGE, "batch %d out of range", o->batch);
+    if (!o->enc.path || !o->ntasks) return pe_fail(PE_EUSAGE, "no encoder or no task");
+    if (o->enc.batch < 1 || o->enc.batch > 65536)
+        return pe_fail(PE_EUSAGE, "batch %d out of range", o->enc.batch);
     if ((o->cache && (rc = check_writable(o->cache, "cache"))) ||
         (o->predictions && (rc = check_writable(o->predictions, "predictions"))))
         return rc;
@@ -1000,13 +1050,23 @@ int pe_eval_run(pe_store *st, const pe_eval_opts *o, FILE *in, FILE *out, FILE *
     if ((rc = read_targets(o, tasks, in))) goto out;
 
     /* the encoder, and the features the cache does not hold */
-    if ((rc = encoder_describe(o, &e))) goto out;
-    if (!(be = pe_backend_cpu(o->threads))) { rc = pe_fail(ENOMEM, "cannot start the CPU backend"); goto out; }
-    if ((rc = encoder_load(o, &e, be, &m))) goto out;
-    int fd = pe_model_feat_dim(m);
-    if (o->cache && (rc = cache_load(o, &e, sets, ns, fd, err, &complete))) goto out;
-    for (size_t i = 0; i < ns; i++)
-        if (!sets[i].cached && (rc = extract(st, m, be, &e, &sets[i], o, err))) goto out;
+    pe_encoder_opts eo = o->enc;
+    eo.prog = o->prog;
+    eo.progress = o->progress && !o->quiet;
+    if ((rc = pe_encoder_open(&e, &eo, o->threads))) goto out;
+    pe_backend *be = pe_encoder_backend(e);
+    int fd = pe_encoder_dim(e);
+    if (o->cache && (rc = cache_load(o, e, sets, ns, fd, err, &complete))) goto out;
+    for (size_t i = 0; i < ns; i++) {
+        eset *s = &sets[i];
+        if (s->cached) continue;
+        if (!(s->feat = malloc((s->n ? s->n : 1) * (size_t)fd * sizeof *s->feat))) {
+            rc = pe_fail(ENOMEM, "set '%s': not enough memory for its features", s->name);
+            goto out;
+        }
+        if ((rc = pe_encoder_features(e, st, s->keys, s->n, s->name, s->feat, o->quiet ? NULL : err)))
+            goto out;
+    }
 
     for (size_t i = 0; i < o->ntasks; i++) {
         double t0 = pe_now();
@@ -1019,7 +1079,7 @@ int pe_eval_run(pe_store *st, const pe_eval_opts *o, FILE *in, FILE *out, FILE *
                     pe_probe_kind_name(o->probe.kind), pe_now() - t0);
     }
     if (o->cache && !complete) {
-        if ((rc = cache_write(o, &e, sets, ns, fd))) goto out;
+        if ((rc = cache_write(o, e, sets, ns, fd))) goto out;
         if (!o->quiet) fprintf(err, "%s: features written to the cache %s\n", o->prog, pe_esc(o->cache));
     }
     if (o->predictions && (rc = write_predictions(o->predictions, tasks, o->ntasks))) goto out;
@@ -1029,8 +1089,7 @@ int pe_eval_run(pe_store *st, const pe_eval_opts *o, FILE *in, FILE *out, FILE *
     }
 out:
     if (t) pe_txn_abort(t);
-    pe_model_free(m);
-    if (be) be->destroy(be);
+    pe_encoder_close(e);
     for (size_t i = 0; tasks && i < o->ntasks; i++) etask_free(&tasks[i]);
     for (size_t i = 0; sets && i < ns; i++) eset_free(&sets[i]);
     free(tasks);

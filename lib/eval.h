@@ -30,6 +30,10 @@
  *      F.normalize: x / max(||x||, 1e-12).
  * A set entry is one image whatever its count: multiplicity matters to
  * training, not to evaluation.
+ *
+ * pe_encoder_* is the one path from stored images to features by that
+ * rule: pe-eval's tasks and pe-audit's embedding scans both take theirs
+ * from it.
  */
 #ifndef PE_EVAL_H
 #define PE_EVAL_H
@@ -47,8 +51,10 @@ typedef struct pe_eval_task {
     const char *test;
 } pe_eval_task;
 
-typedef struct pe_eval_opts {
-    const char *encoder;      /* safetensors: a pe-train checkpoint or a
+/* A frozen encoder and what it needs to turn stored images into features
+ * by the input rule above. */
+typedef struct pe_encoder_opts {
+    const char *path;         /* safetensors: a pe-train checkpoint or a
                                  PyTorch state_dict without metadata */
     /* The encoder's description: taken from a pe-train checkpoint's
      * metadata, overridden by what is given here; all required for a file
@@ -62,6 +68,55 @@ typedef struct pe_eval_opts {
     int channels;             /* 0: the checkpoint's */
     int have_mean, have_std;
     float mean[3], std[3];
+    int batch;                /* images per forward pass; 256 */
+    int progress;             /* a progress line on err while extracting */
+    const char *prog;         /* for the lines on err: "pe-eval" */
+} pe_encoder_opts;
+
+/* Width 1, batch 256, prog "pe-eval", nothing else given. */
+void pe_encoder_opts_default(pe_encoder_opts *o);
+
+typedef struct pe_encoder pe_encoder;
+
+/* Reads and hashes the file, takes its description from the metadata and
+ * the options, checks the first convolution against the channel count,
+ * starts a CPU backend of `threads` compute threads (0 = online CPUs) and
+ * loads the weights (the head, when present, is ignored). Everything that
+ * can be wrong with the file or the options is found here, before any
+ * image is read. Returns 0 with *out to close with pe_encoder_close,
+ * PE_EUSAGE (a description option missing for a file without metadata,
+ * or contradicting the checkpoint: arch; --width on a small encoder),
+ * PE_EFORMAT (not safetensors, bad metadata, a channel count the weights
+ * do not take, tensors that do not fit the architecture), an errno (the
+ * file), ENOMEM; the message names the file. o is read during the call
+ * only (prog is kept: it must outlive the encoder). */
+int pe_encoder_open(pe_encoder **out, const pe_encoder_opts *o, int threads);
+void pe_encoder_close(pe_encoder *e);
+
+/* The feature dimension d (the average pool's width). */
+int pe_encoder_dim(const pe_encoder *e);
+/* The model's configuration (arch, width, channels, size), borrowed. */
+const pe_model_cfg *pe_encoder_cfg(const pe_encoder *e);
+/* The backend the encoder runs on (host memory: the CPU backend),
+ * borrowed until pe_encoder_close, for computing on the features (probes,
+ * nearest neighbours) without starting a second thread pool. */
+pe_backend *pe_encoder_backend(pe_encoder *e);
+
+/* Features of the n images keys[0..n) by the input rule above, in that
+ * order, into out (n, d) row-major, each row L2-normalised. Batches of
+ * the opts' batch (the last one at its own size), so a feature's bits
+ * depend only on the batch and the image list, not on the threads. name
+ * is the set's name for messages (NULL: keys not from a set). With err,
+ * a line on err when done (and progress lines when opts.progress); NULL:
+ * silent. Returns 0, PE_ENOTFOUND (a key not in the store), PE_EFORMAT
+ * (an RGB image for a 1-channel encoder), PE_ECORRUPT (non-finite
+ * features), a store error, ENOMEM; the message names the set and key. */
+int pe_encoder_features(pe_encoder *e, pe_store *st, const pe_key *keys, size_t n,
+                        const char *name, float *out, FILE *err);
+
+typedef struct pe_eval_opts {
+    pe_encoder_opts enc;      /* the encoder (enc.prog, enc.progress are
+                                 taken from prog and progress below) */
     const pe_eval_task *tasks;
     size_t ntasks;
     const char *targets;      /* key lines KEY[\tCLASS]; "-": `in`; NULL: none */
@@ -69,7 +124,6 @@ typedef struct pe_eval_opts {
     pe_probe_opts probe;
     const char *cache;        /* feature cache file, or NULL */
     const char *predictions;  /* KEY\tTRUE\tPREDICTED per test image, or NULL */
-    int batch;                /* images per forward pass; 256 */
     int threads;              /* compute threads; 0 = online CPUs */
     int json;                 /* NDJSON instead of the table */
     int quiet;                /* no informational lines on err */

@@ -24,6 +24,7 @@
 
 #include "cli.h"
 #include "codec.h"
+#include "knn.h"
 #include "escape.h"
 #include "image.h"
 #include "pe.h"
@@ -377,6 +378,9 @@ static const char *section_of(int s) {
     case PE_SCAN_SEAM: return "seams";
     case PE_SCAN_SIZE: return "size";
     case PE_SCAN_AGAINST: return "against";
+    case PE_SCAN_OUTLIER: return "outliers";
+    case PE_SCAN_EMBDUP: return "embdup";
+    case PE_SCAN_MISLABEL: return "mislabels";
     default: return NULL; /* quality: "quality-NAME" */
     }
 }
@@ -409,6 +413,9 @@ static void shown_note(rep *R, size_t shown, size_t total, const char *noun) {
 
 static size_t cap_items(const rep *R, size_t n) { return n < (size_t)R->max ? n : (size_t)R->max; }
 
+/* Digits of a threshold: the embedding scans' crowd near 0 or 1. */
+static int thr_digits(int s) { return (GROUP_EMBED & BIT(s)) ? 7 : 4; }
+
 static void fmt_pct(FILE *f, double v) { fprintf(f, "%.1f%%", 100.0 * v); }
 
 static void write_summary(rep *R) {
@@ -429,8 +436,8 @@ static void write_summary(rep *R) {
         if (s < PE_SCAN_COUNT) {
             fputs("<tr><td><a href=\"", f);
             section_href(f, s);
-            fprintf(f, "\">%s</a></td><td>%" PRIu64 "</td><td>%.4g</td>", pe_scan_name((pe_scan)s),
-                    x->suspects, a->thr[s]);
+            fprintf(f, "\">%s</a></td><td>%" PRIu64 "</td><td>%.*g</td>", pe_scan_name((pe_scan)s),
+                    x->suspects, thr_digits(s), a->thr[s]);
         } else {
             fprintf(f, "<tr class=\"union\"><td>poison (composite, recurring, seam, against together)</td><td>%" PRIu64
                        "</td><td></td>",
@@ -501,8 +508,8 @@ static void write_histogram(rep *R, int s) {
             x0 - 3, y0 + 8, top, x0 - 3, y0 + ph);
     fprintf(f, "</svg><figcaption><a href=\"");
     section_href(f, s);
-    fprintf(f, "\">%s</a>: threshold %.4g, %" PRIu64 " suspect%s%s</figcaption></figure>\n",
-            pe_scan_name((pe_scan)s), a->thr[s], R->t[s].suspects, R->t[s].suspects == 1 ? "" : "s",
+    fprintf(f, "\">%s</a>: threshold %.*g, %" PRIu64 " suspect%s%s</figcaption></figure>\n",
+            pe_scan_name((pe_scan)s), thr_digits(s), a->thr[s], R->t[s].suspects, R->t[s].suspects == 1 ? "" : "s",
             truth ? " (red: poisons)" : "");
 }
 
@@ -825,6 +832,121 @@ static void write_size(rep *R) {
     section_close(R);
 }
 
+/* ---- the embedding scans ---- */
+
+/* Up to COMPANIONS of image id's neighbours, nearest first, each with
+ * its similarity. */
+static void neighbour_cards(rep *R, uint32_t id) {
+    const audit *a = R->a;
+    FILE *f = R->f;
+    const int m = a->k < COMPANIONS ? a->k : COMPANIONS;
+    if (!a->k) return;
+    fputs("<span class=\"arrow\" aria-hidden=\"true\">&#8594;</span>", f);
+    for (int t = 0; t < m && !R->rc; t++) {
+        const size_t at = (size_t)id * (size_t)a->k + (size_t)t;
+        if (card_open(R, 0, a->knn[at], NULL, t ? NULL : "nearest")) {
+            fprintf(f, "<span class=\"ev\">similarity %.6f</span>", a->ksim[at]);
+            card_close(R);
+        }
+    }
+    if (a->k > m) fprintf(f, "<span class=\"more\">+%d more neighbours</span>", a->k - m);
+}
+
+static void write_neighbour_rows(rep *R, int s) {
+    const audit *a = R->a;
+    FILE *f = R->f;
+    ranked *v;
+    size_t n;
+    if (suspects_ranked(R, s, &v, &n)) return;
+    const size_t m = cap_items(R, n);
+    for (size_t k = 0; k < m && !R->rc; k++) {
+        const uint32_t id = v[k].id;
+        const rec *r = &a->r[id];
+        fputs("<div class=\"row\">", f);
+        if (card_open(R, 0, id, NULL, NULL)) {
+            fprintf(f, "<span class=\"ev\">score %.6f; ", r->score[s]);
+            if (s == PE_SCAN_OUTLIER) {
+                fprintf(f, "mean cosine distance to its %d nearest neighbours", a->k);
+            } else {
+                fprintf(f, "%d of %d labeled neighbours disagree; most are <q>", r->mis_disagree,
+                        r->mis_labeled);
+                label_text(R, r->mis_major);
+                fputs("</q>", f);
+            }
+            fputs("</span>", f);
+            card_close(R);
+        }
+        neighbour_cards(R, id);
+        fputs("</div>\n", f);
+    }
+    shown_note(R, m, n, "suspects");
+    free(v);
+}
+
+static void write_outliers(rep *R) {
+    if (section_open(R, "outliers", "Outliers", BIT(PE_SCAN_OUTLIER),
+                     "Far from the other images in the encoder's feature space: the mean cosine "
+                     "distance to the nearest neighbours, shown beside the image, nearest first."))
+        write_neighbour_rows(R, PE_SCAN_OUTLIER);
+    section_close(R);
+}
+
+static void write_mislabels(rep *R) {
+    if (section_open(R, "mislabels", "Label disagreements", BIT(PE_SCAN_MISLABEL),
+                     "Most of the image's nearest neighbours in feature space (beside it, with "
+                     "their labels) carry another label than its own."))
+        write_neighbour_rows(R, PE_SCAN_MISLABEL);
+    section_close(R);
+}
+
+static void write_embdup(rep *R) {
+    const audit *a = R->a;
+    FILE *f = R->f;
+    pair *v = NULL;
+    if (!section_open(R, "embdup", "Near duplicates in feature space", BIT(PE_SCAN_EMBDUP),
+                      "Images whose features are at least the threshold's cosine similarity apart, "
+                      "linked into clusters; the representative (the largest image) is kept, the "
+                      "others are the embdup suspects. s: similarity to the representative."))
+        goto out;
+    size_t np = 0, nclusters = 0;
+    for (size_t i = 0; i < a->n; i++) np += a->r[i].ecluster != NO_ID;
+    if (!(v = malloc((np ? np : 1) * sizeof *v))) {
+        R->rc = pe_fail(ENOMEM, "report: out of memory");
+        goto out;
+    }
+    np = 0;
+    for (uint32_t i = 0; i < a->n; i++)
+        if (a->r[i].ecluster != NO_ID) {
+            v[np++] = (pair){a->r[i].ecluster, i, a->r[i].ecluster_size};
+            nclusters += a->r[i].ecluster == i;
+        }
+    qsort(v, np, sizeof *v, cmp_pair);
+    size_t shown = 0;
+    for (size_t i = 0; i < np && shown < (size_t)R->max && !R->rc;) {
+        size_t j = i;
+        while (j < np && v[j].cluster == v[i].cluster) j++;
+        const float *fr = a->feat + (size_t)v[i].cluster * (size_t)a->dim;
+        fprintf(f, "<div class=\"row cluster\"><span class=\"count\">%zu images</span>", j - i);
+        for (size_t k = i; k < j && k < i + 1 + COMPANIONS && !R->rc; k++) {
+            if (v[k].id == v[k].cluster) {
+                card(R, 0, v[k].id, NULL, "representative");
+            } else if (card_open(R, 0, v[k].id, NULL, NULL)) {
+                fprintf(f, "<span class=\"ev\">s = %.6f</span>",
+                        pe_knn_dot(a->feat + (size_t)v[k].id * (size_t)a->dim, fr, a->dim));
+                card_close(R);
+            }
+        }
+        if (j - i > 1 + COMPANIONS) fprintf(f, "<span class=\"more\">+%zu more</span>", j - i - 1 - COMPANIONS);
+        fputs("</div>\n", f);
+        shown++;
+        i = j;
+    }
+    shown_note(R, shown, nclusters, "clusters");
+out:
+    section_close(R);
+    free(v);
+}
+
 static void write_quality(rep *R) {
     static const char *const what[] = {
         [PE_SCAN_DARK] = "Even the brightest pixels are dark.",
@@ -942,6 +1064,11 @@ static void write_page(rep *R) {
     }
     fprintf(f, "; hash %s, radius %d, part radius %d, score radius %d", pe_phash_mode_name(o->mode),
             o->radius, o->part_radius, o->score_radius);
+    if (a->dim) {
+        fputs("; encoder <q>", f);
+        h(R, o->encoder->path);
+        fprintf(f, "</q> (%s, %d features), %d neighbours", a->encoder_arch, a->dim, a->k);
+    }
     if (o->truth) {
         fprintf(f, "; truth: %" PRIu64 " poisons (", R->npos);
         if (o->truth == 1) fputs("pe-craft provenance", f);
@@ -952,7 +1079,8 @@ static void write_page(rep *R) {
     fputs("<nav><a href=\"#summary\">summary</a><a href=\"#scores\">scores</a><a href=\"#duplicates\">"
           "duplicates</a><a href=\"#composites\">composites</a><a href=\"#recurring\">recurring</a><a "
           "href=\"#seams\">seams</a><a href=\"#against\">against</a><a href=\"#size\">size</a><a "
-          "href=\"#quality\">quality</a></nav>\n</header>\n<main>\n",
+          "href=\"#quality\">quality</a><a href=\"#outliers\">outliers</a><a href=\"#embdup\">"
+          "embdup</a><a href=\"#mislabels\">mislabels</a></nav>\n</header>\n<main>\n",
           f);
     write_summary(R);
     write_scores(R);
@@ -963,6 +1091,9 @@ static void write_page(rep *R) {
     if (!R->rc) write_against(R);
     if (!R->rc) write_size(R);
     if (!R->rc) write_quality(R);
+    if (!R->rc) write_outliers(R);
+    if (!R->rc) write_embdup(R);
+    if (!R->rc) write_mislabels(R);
     fputs("</main>\n", f);
     if (!R->rc) write_data(R);
     fputs("</body>\n</html>\n", f);
