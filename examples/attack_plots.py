@@ -79,8 +79,8 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     print("| sweep | value | ASR clean | ASR poisoned | cos to target class, clean | "
           "poisoned | cos to own class, clean | poisoned | mean rank, clean | poisoned | "
-          "PA |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "CA | PA |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     # the targets sweep compares the first pair alone with the same pair
     # among ten, so it scores that pair only
     first = None
@@ -94,9 +94,10 @@ def main():
             c, p = point(work, tag, "clean", only=only), point(work, tag, "poisoned", only=only)
             rows.append((x, c, p))
             if c and p:
-                print("| %s | %s | %.2f | %.2f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.2f%% |" %
-                      (name, x, c["asr"], p["asr"], c["cos_target"], p["cos_target"],
-                       c["cos_true"], p["cos_true"], c["rank"], p["rank"], 100 * p["acc"]))
+                print("| %s | %s | %.2f | %.2f | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.2f%% | "
+                      "%.2f%% |" % (name, x, c["asr"], p["asr"], c["cos_target"], p["cos_target"],
+                                    c["cos_true"], p["cos_true"], c["rank"], p["rank"],
+                                    100 * c["acc"], 100 * p["acc"]))
         if sum(1 for _, c, p in rows if c and p) < 2:
             continue
         xs = [x for x, _, _ in rows]
