@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "escape.h"
 #include "pe.h"
 #include "train.h"
 
@@ -24,12 +25,14 @@ static void usage(FILE *f) {
 "  -s, --set NAME         the (unlabeled or labeled) pre-training set\n"
 "  -o, --output FILE      checkpoint, written atomically after every epoch\n"
 "      --resume FILE      continue a run from its checkpoint (same options)\n"
+"      --init FILE        start from this encoder (fine-tuning: fresh optimiser,\n"
+"                         the file's head when it fits, else a fresh one)\n"
 "      --arch A           small (default) or resnet18 (CIFAR stem)\n"
 "      --width W          resnet18 width multiplier (default 1)\n"
 "      --size N           training resolution (default 32)\n"
 "      --channels 1|3     model input channels (default: the images'; 3 on\n"
 "                         gray images replicates them)\n"
-"      --epochs N         total epochs (default 1)\n"
+"      --epochs N         total epochs (default 1; 0 writes the initial encoder)\n"
 "  -b, --batch N          images per batch, 2N views (default 256)\n"
 "      --optim adam|sgd   Adam (default) or SGD with momentum + cosine\n"
 "      --lr X             learning rate (default 1e-3 Adam, 0.06 SGD)\n"
@@ -41,6 +44,10 @@ static void usage(FILE *f) {
 "  -j, --threads N        compute threads (default: online CPUs)\n"
 "      --crop-scale LO,HI RandomResizedCrop area range (default 0.08,1)\n"
 "      --crop-ratio LO,HI aspect range (default 0.75,1.3333333)\n"
+"      --crop-mode M      independent (default) or local: both views inside\n"
+"                         one random region of the image\n"
+"      --local-scale LO,HI  local mode: the region's area range\n"
+"                         (default 0.2,0.5)\n"
 "      --jitter B,C,S,H   ColorJitter strengths (default 0.4,0.4,0.4,0.1)\n"
 "      --p-flip P, --p-jitter P, --p-gray P   (default 0.5, 0.8, 0.2)\n"
 "      --mean A[,B,C] --std A[,B,C]   normalisation (default: from the set)\n"
@@ -49,6 +56,8 @@ static void usage(FILE *f) {
 "      --knn-bank NAME    labeled memory bank (default: the training set)\n"
 "      --knn-k K, --knn-t T, --knn-limit N   (default 200, 0.5, all)\n"
 "      --max-steps N      stop after N optimiser steps in total\n"
+"      --stop-plateau N   stop when the kNN accuracy has not improved for N\n"
+"                         epochs; -o holds the best epoch (needs --knn-set)\n"
 "  -h, --help             this help\n"
 "      --version          print the version\n"
 "Exit: 0 ok, 1 error, 2 usage.\n",
@@ -74,7 +83,8 @@ static int parse_list(const char *s, double *v, int n) {
 enum { O_RESUME = 256, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_EPOCHS, O_OPTIM,
        O_LR, O_WD, O_MOMENTUM, O_WARMUP, O_TEMP, O_SEED, O_SCALE, O_RATIO,
        O_JITTER, O_PFLIP, O_PJITTER, O_PGRAY, O_MEAN, O_STD, O_LOG, O_KNNSET,
-       O_KNNBANK, O_KNNK, O_KNNT, O_KNNLIMIT, O_MAXSTEPS, O_VERSION };
+       O_KNNBANK, O_KNNK, O_KNNT, O_KNNLIMIT, O_MAXSTEPS, O_INIT, O_CROPMODE,
+       O_LOCALSCALE, O_PLATEAU, O_VERSION };
 
 int main(int argc, char **argv) {
     if (pe_cli_init_fds()) return PE_EXIT_ERROR;
@@ -90,13 +100,15 @@ int main(int argc, char **argv) {
         {"p-gray", 1, 0, O_PGRAY}, {"mean", 1, 0, O_MEAN}, {"std", 1, 0, O_STD},
         {"log", 1, 0, O_LOG}, {"knn-set", 1, 0, O_KNNSET}, {"knn-bank", 1, 0, O_KNNBANK},
         {"knn-k", 1, 0, O_KNNK}, {"knn-t", 1, 0, O_KNNT}, {"knn-limit", 1, 0, O_KNNLIMIT},
-        {"max-steps", 1, 0, O_MAXSTEPS}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION},
+        {"max-steps", 1, 0, O_MAXSTEPS}, {"init", 1, 0, O_INIT},
+        {"crop-mode", 1, 0, O_CROPMODE}, {"local-scale", 1, 0, O_LOCALSCALE},
+        {"stop-plateau", 1, 0, O_PLATEAU}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION},
         {0, 0, 0, 0}};
     pe_train_opts o;
     pe_train_opts_default(&o);
     o.prog = prog;
     const char *store = NULL;
-    int c, lr_set = 0, wd_set = 0, have_mean = 0, have_std = 0;
+    int c, lr_set = 0, wd_set = 0, have_mean = 0, have_std = 0, local_scale_set = 0;
     double d, l[4];
     uint64_t u;
     opterr = 0;
@@ -128,7 +140,7 @@ int main(int argc, char **argv) {
                 return pe_cli_usage(prog, "--channels takes 1 or 3");
             o.channels = atoi(optarg);
             break;
-        case O_EPOCHS: INT(1, 1000000, o.epochs); break;
+        case O_EPOCHS: INT(0, 1000000, o.epochs); break;
         case 'b': INT(2, 65536, o.batch); break;
         case O_OPTIM:
             if (!strcmp(optarg, "adam")) o.optim = PE_OPT_ADAM;
@@ -186,6 +198,20 @@ int main(int argc, char **argv) {
         case O_KNNT: NUM(1e-3, 100, o.knn_t); break;
         case O_KNNLIMIT: INT(1, UINT64_MAX, o.knn_limit); break;
         case O_MAXSTEPS: INT(1, UINT64_MAX, o.max_steps); break;
+        case O_INIT: o.init = optarg; break;
+        case O_CROPMODE:
+            if (!strcmp(optarg, "independent")) o.aug.crop_mode = PE_CROP_INDEPENDENT;
+            else if (!strcmp(optarg, "local")) o.aug.crop_mode = PE_CROP_LOCAL;
+            else return pe_cli_usage(prog, "--crop-mode takes independent or local");
+            break;
+        case O_LOCALSCALE:
+            if (parse_list(optarg, l, 2) != 2 || !(l[0] > 0 && l[0] <= l[1] && l[1] <= 1))
+                return pe_cli_usage(prog, "--local-scale takes LO,HI with 0 < LO <= HI <= 1");
+            o.aug.local_scale[0] = l[0];
+            o.aug.local_scale[1] = l[1];
+            local_scale_set = 1;
+            break;
+        case O_PLATEAU: INT(1, 1000000, o.stop_plateau); break;
         case 'h': usage(stdout); return PE_EXIT_OK;
         case O_VERSION: printf("pe-train %s\n", PE_VERSION_STRING); return PE_EXIT_OK;
         case ':': return pe_cli_usage(prog, "option '%s' needs a value", argv[optind - 1]);
@@ -202,6 +228,16 @@ int main(int argc, char **argv) {
         if (!wd_set) o.wd = 5e-4;
     }
     if (o.knn_bank && !o.knn_set) return pe_cli_usage(prog, "--knn-bank goes with --knn-set");
+    if (o.init && o.resume)
+        return pe_cli_usage(prog, "--init and --resume do not go together (a resume continues "
+                            "its own run)");
+    if (local_scale_set && o.aug.crop_mode != PE_CROP_LOCAL)
+        return pe_cli_usage(prog, "--local-scale goes with --crop-mode local");
+    if (o.stop_plateau && !o.knn_set)
+        return pe_cli_usage(prog, "--stop-plateau watches the kNN monitor: give --knn-set");
+    if (o.stop_plateau && o.max_steps)
+        return pe_cli_usage(prog, "--stop-plateau keeps whole epochs; cap the run with "
+                            "--epochs, not --max-steps");
     if (o.arch == PE_ARCH_SMALL && o.width != 1.0)
         return pe_cli_usage(prog, "--width applies to resnet18 only");
     o.progress = isatty(2);
@@ -219,5 +255,14 @@ int main(int argc, char **argv) {
             s.wait_seconds, s.seconds);
     if (s.knn_acc >= 0) fprintf(stderr, ", kNN accuracy %.4f", s.knn_acc);
     fputc('\n', stderr);
+    if (o.stop_plateau && s.best_epoch >= 0) {
+        if (s.stopped_plateau)
+            fprintf(stderr, "%s: stopped by --stop-plateau %d after epoch %d; ", prog,
+                    o.stop_plateau, s.epochs_done);
+        else
+            fprintf(stderr, "%s: ", prog);
+        fprintf(stderr, "%s holds epoch %d, the best (kNN accuracy %.4f)\n", pe_esc(o.out),
+                s.best_epoch, s.best_acc);
+    }
     return PE_EXIT_OK;
 }

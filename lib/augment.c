@@ -41,6 +41,11 @@ void pe_aug_opts_default(pe_aug_opts *o) {
     const float std[3] = {0.2023f, 0.1994f, 0.2010f};
     memcpy(o->mean, mean, sizeof mean);
     memcpy(o->std, std, sizeof std);
+    o->crop_mode = PE_CROP_INDEPENDENT;
+    o->local_scale[0] = 0.2;
+    o->local_scale[1] = 0.5;
+    o->local_ratio[0] = 3.0 / 4.0;
+    o->local_ratio[1] = 4.0 / 3.0;
 }
 
 static int check_range(double lo, double hi, double min, const char *what) {
@@ -84,6 +89,13 @@ int pe_aug_opts_check(const pe_aug_opts *o) {
     if (o->channels != 0 && o->channels != 3)
         return pe_fail(PE_EUSAGE, "augment: %u output channels (want 0 for "
                                   "the source's, or 3)", o->channels);
+    if (o->crop_mode != PE_CROP_INDEPENDENT && o->crop_mode != PE_CROP_LOCAL)
+        return pe_fail(PE_EUSAGE, "augment: crop mode %u (want 0, "
+                                  "independent, or 1, local)", o->crop_mode);
+    if (o->crop_mode == PE_CROP_LOCAL &&
+        (rc = check_scale_ratio(o->local_scale[0], o->local_scale[1],
+                                o->local_ratio[0], o->local_ratio[1])))
+        return rc;
     if ((rc = check_scale_ratio(o->scale[0], o->scale[1], o->ratio[0],
                                 o->ratio[1])) ||
         (rc = check_prob(o->p_flip, "flip probability")) ||
@@ -194,6 +206,33 @@ int pe_aug_draw(pe_rng *r, uint32_t W, uint32_t H, const pe_aug_opts *o,
     }
 
     p->gray = (uint8_t)draw_below(r, o->p_gray);
+    return 0;
+}
+
+int pe_aug_draw_region(pe_rng *r, uint32_t W, uint32_t H,
+                       const pe_aug_opts *o, pe_box *region) {
+    PE_ASSERT(r != NULL && o != NULL && region != NULL);
+    return pe_rrc_params(r, W, H, o->local_scale[0], o->local_scale[1],
+                         o->local_ratio[0], o->local_ratio[1], region);
+}
+
+int pe_aug_draw_view(uint64_t seed, uint64_t epoch, uint64_t index,
+                     uint32_t view, uint32_t W, uint32_t H,
+                     const pe_aug_opts *o, pe_aug_params *p, pe_box *region) {
+    PE_ASSERT(o != NULL && p != NULL);
+    pe_box reg = {0, 0, H, W};
+    int rc;
+    if (o->crop_mode == PE_CROP_LOCAL) {
+        pe_rng rr = pe_rng_region_stream(seed, epoch, index);
+        if ((rc = pe_aug_opts_check(o)) ||
+            (rc = pe_aug_draw_region(&rr, W, H, o, &reg)))
+            return rc;
+    }
+    pe_rng r = pe_rng_stream(seed, epoch, index, view);
+    if ((rc = pe_aug_draw(&r, reg.w, reg.h, o, p))) return rc;
+    p->box.i += reg.i;
+    p->box.j += reg.j;
+    if (region) *region = reg;
     return 0;
 }
 
@@ -463,9 +502,9 @@ int pe_augment_view(const pe_image *src, const pe_aug_opts *o, uint64_t seed,
     PE_ASSERT(src != NULL && o != NULL && out != NULL);
     if (!src->px || src->w == 0 || src->h == 0)
         return pe_fail(PE_EUSAGE, "augment: empty source image");
-    pe_rng r = pe_rng_stream(seed, epoch, index, view);
     pe_aug_params p;
-    int rc = pe_aug_draw(&r, src->w, src->h, o, &p);
+    int rc = pe_aug_draw_view(seed, epoch, index, view, src->w, src->h, o, &p,
+                              NULL);
     if (rc) return rc;
     return pe_aug_apply(src, o, &p, out, s);
 }

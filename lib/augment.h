@@ -54,6 +54,32 @@
  *       torchvision's None.
  *  4. grayscale: u = float; grayscale iff u < (float)p_gray.
  *
+ * ---- Localized cropping (crop_mode PE_CROP_LOCAL) ----------------------
+ * The defense CorruptEncoder's authors proposed against composite poisons:
+ * both views of an image are cut from one random local region of it, so
+ * they overlap and cannot land on different halves of a composite. For a
+ * W x H image, occurrence index, epoch and seed:
+ *  a. region = pe_rrc_params(R, W, H, local_scale, local_ratio) on the
+ *     region stream R = pe_rng_region_stream(seed, epoch, index) (rng.h):
+ *     RandomResizedCrop's box, drawn exactly as step 1 above, with the
+ *     area fraction in local_scale (default 0.2 to 0.5) and the aspect
+ *     ratio in local_ratio (default 3/4 to 4/3). The region stream has its
+ *     own key, so it shares no word with the view streams, and both views
+ *     see the same region (each view recomputes it from the same stream).
+ *  b. each view v (0, 1): all of steps 1-4 on its usual view stream
+ *     pe_rng_stream(seed, epoch, index, v), with the region as the image:
+ *     the crop is drawn on a region.w x region.h image with scale and
+ *     ratio as usual, then moved by the region's origin (box.i +=
+ *     region.i, box.j += region.j). The views' boxes therefore lie inside
+ *     the region, and a view's area is scale x local_scale of the image's
+ *     (up to rounding). Flip, jitter and grayscale draw as before.
+ * The region's own ten-try fallback (rare with the defaults; never with
+ * them on a square image of 2 x 2 pixels or more) is RandomResizedCrop's
+ * centre crop, which may exceed local_scale. In the default mode
+ * (PE_CROP_INDEPENDENT) no region is drawn and each view's crop is drawn
+ * on the whole image, exactly as before this option existed.
+ * Like the view draws, the region needs only W and H (pe_aug_draw_view).
+ *
  * Pixel semantics, each as Pillow computes it on the view's uint8 image:
  *  - brightness f: Image.blend(black, im, f);
  *  - contrast f:   Image.blend(mean-grey, im, f), mean = int(m + 0.5) of
@@ -94,6 +120,12 @@ enum {
     PE_JITTER_HUE = 3,
 };
 
+/* How the two views' crops relate (see "Localized cropping" above). */
+typedef enum pe_crop_mode {
+    PE_CROP_INDEPENDENT = 0, /* each view's crop anywhere in the image */
+    PE_CROP_LOCAL = 1,       /* both inside one random region */
+} pe_crop_mode;
+
 typedef struct pe_aug_opts {
     uint32_t size;      /* output views are size x size */
     uint32_t channels;  /* 0: as the source; 3: an L source is replicated
@@ -110,6 +142,11 @@ typedef struct pe_aug_opts {
     double p_gray;      /* RandomGrayscale probability */
     float mean[3];      /* Normalize, per output channel (only [0] for */
     float std[3];       /*   1-channel output); std != 0 */
+    uint32_t crop_mode; /* pe_crop_mode; 0 (independent) by default */
+    double local_scale[2]; /* PE_CROP_LOCAL: the region's area fraction */
+    double local_ratio[2]; /* PE_CROP_LOCAL: the region's aspect w/h;
+                              both checked as scale and ratio, and only in
+                              local mode */
 } pe_aug_opts;
 
 /* Every random choice of one view. factor[k] is meaningful when jitter is
@@ -136,7 +173,8 @@ void pe_aug_scratch_free(pe_aug_scratch *s);
 /* The defaults of BadEncoder's SimCLR CIFAR-10 pipeline: size 32, channels
  * 0, scale (0.08, 1), ratio (3/4, 4/3), flip 0.5, ColorJitter(0.4, 0.4,
  * 0.4, 0.1) with p 0.8, grayscale 0.2, CIFAR-10 mean (0.4914, 0.4822,
- * 0.4465) and std (0.2023, 0.1994, 0.2010). */
+ * 0.4465) and std (0.2023, 0.1994, 0.2010); independent crops, and for
+ * local mode local_scale (0.2, 0.5), local_ratio (3/4, 4/3). */
 void pe_aug_opts_default(pe_aug_opts *o);
 
 /* Returns 0, or PE_EUSAGE (with a message naming the option) when o is
@@ -169,6 +207,22 @@ int pe_rrc_params(pe_rng *r, uint32_t W, uint32_t H, double scale_lo,
  * pe_aug_params. Returns 0 or PE_EUSAGE (bad options or empty image). */
 int pe_aug_draw(pe_rng *r, uint32_t W, uint32_t H, const pe_aug_opts *o,
                 pe_aug_params *p);
+
+/* Localized cropping's region (step a above): pe_rrc_params on r with
+ * o->local_scale and o->local_ratio, whatever o->crop_mode. r is normally
+ * pe_rng_region_stream(seed, epoch, index). Returns 0 or PE_EUSAGE. */
+int pe_aug_draw_region(pe_rng *r, uint32_t W, uint32_t H,
+                       const pe_aug_opts *o, pe_box *region);
+
+/* All of view `view`'s parameters for occurrence index of epoch under seed
+ * on a W x H source, in o->crop_mode: independent, pe_aug_draw on
+ * pe_rng_stream(seed, epoch, index, view); local, the region (step a) and
+ * then the view inside it (step b). region (may be NULL) receives the
+ * region, or the whole image in independent mode. This is what
+ * pe_augment_view draws. Returns 0 or PE_EUSAGE. */
+int pe_aug_draw_view(uint64_t seed, uint64_t epoch, uint64_t index,
+                     uint32_t view, uint32_t W, uint32_t H,
+                     const pe_aug_opts *o, pe_aug_params *p, pe_box *region);
 
 /* F.resized_crop on PIL: src.crop((j, i, j + w, i + h)).resize((size,
  * size), BILINEAR), into *dst (allocated here; must be empty). The crop
@@ -207,10 +261,11 @@ void pe_aug_normalize(const pe_image *im, uint32_t out_c, const float *mean,
 int pe_aug_apply(const pe_image *src, const pe_aug_opts *o,
                  const pe_aug_params *p, float *out, pe_aug_scratch *s);
 
-/* One view: pe_aug_draw on pe_rng_stream(seed, epoch, index, view), then
- * pe_aug_apply. The result depends only on src, o and (seed, epoch, index,
- * view). s as for pe_aug_apply. Returns 0, ENOMEM, or PE_EUSAGE (bad
- * options, empty image). */
+/* One view: pe_aug_draw_view (in the default independent mode, pe_aug_draw
+ * on pe_rng_stream(seed, epoch, index, view)), then pe_aug_apply. The
+ * result depends only on src, o and (seed, epoch, index, view). s as for
+ * pe_aug_apply. Returns 0, ENOMEM, or PE_EUSAGE (bad options, empty
+ * image). */
 int pe_augment_view(const pe_image *src, const pe_aug_opts *o, uint64_t seed,
                     uint64_t epoch, uint64_t index, uint32_t view,
                     float *out /* (C, size, size) */, pe_aug_scratch *s);

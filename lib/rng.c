@@ -69,6 +69,12 @@ pe_rng pe_rng_stream(uint64_t seed, uint64_t epoch, uint64_t index,
     return pe_rng_init(key, view, (uint32_t)index, (uint32_t)(index >> 32));
 }
 
+pe_rng pe_rng_region_stream(uint64_t seed, uint64_t epoch, uint64_t index) {
+    uint32_t key[2];
+    pe_rng_epoch_key(seed, epoch, PE_RNG_TAG_REGION, key);
+    return pe_rng_init(key, 0, (uint32_t)index, (uint32_t)(index >> 32));
+}
+
 uint32_t pe_rng_u32(pe_rng *r) {
     if (r->pos >= 4) {
         pe_philox4x32_10(r->ctr, r->key, r->buf);

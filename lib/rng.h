@@ -34,7 +34,10 @@
  *     key_shuffle   = first two words of
  *                     Philox(ctr = { lo(epoch), hi(epoch), 0, PE_RNG_TAG_SHUFFLE },
  *                            key = K_seed)
- * (both are the same for every image of an epoch: a host computes them
+ *     key_region    = first two words of
+ *                     Philox(ctr = { lo(epoch), hi(epoch), 0, PE_RNG_TAG_REGION },
+ *                            key = K_seed)
+ * (all are the same for every image of an epoch: a host computes them
  * once per epoch with pe_rng_epoch_key and hands them to the device).
  *
  * Streams. A stream is a key and three fixed counter words c1, c2, c3; its
@@ -45,7 +48,12 @@
  * The view stream pe_rng_stream(seed, epoch, index, view) is
  *     key = key_view(seed, epoch),  { c1, c2, c3 } = { view, lo(index), hi(index) }
  * and no view draws anywhere near 2^32 blocks, so for it the counter is
- * simply { k/4, view, lo(index), hi(index) }. The shuffle stream is
+ * simply { k/4, view, lo(index), hi(index) }. The region stream
+ * pe_rng_region_stream(seed, epoch, index), which draws the shared region
+ * of an image's two views under localized cropping (augment.h), is
+ *     key = key_region(seed, epoch),  { c1, c2, c3 } = { 0, lo(index), hi(index) }
+ * (its own key, so it shares no word with any view stream of any view
+ * index). The shuffle stream is
  *     key = key_shuffle(seed, epoch),  { c1, c2, c3 } = { 0, 0, 0 }.
  *
  * Conversions of stream words (w0, w1, ... in stream order):
@@ -83,6 +91,8 @@
  * key. */
 #define PE_RNG_TAG_VIEW 0x77656976u
 #define PE_RNG_TAG_SHUFFLE 0x66756873u
+/* Localized cropping's region stream ("regn"). */
+#define PE_RNG_TAG_REGION 0x6e676572u
 /* pe-craft's draws: key of (seed, target index) with this tag ("craf"),
  * counter words (poison index, attempt, 0). */
 #define PE_RNG_TAG_CRAFT 0x66617263u
@@ -101,7 +111,8 @@ typedef struct pe_rng {
 void pe_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
                       uint32_t out[4]);
 
-/* key_view or key_shuffle (tag PE_RNG_TAG_VIEW / PE_RNG_TAG_SHUFFLE) of
+/* key_view, key_shuffle or key_region (tag PE_RNG_TAG_VIEW /
+ * PE_RNG_TAG_SHUFFLE / PE_RNG_TAG_REGION, or any other tag) of
  * (seed, epoch), as derived above, into key[2]. */
 void pe_rng_epoch_key(uint64_t seed, uint64_t epoch, uint32_t tag,
                       uint32_t key[2]);
@@ -114,6 +125,10 @@ pe_rng pe_rng_init(const uint32_t key[2], uint32_t c1, uint32_t c2,
  * epoch epoch under seed. */
 pe_rng pe_rng_stream(uint64_t seed, uint64_t epoch, uint64_t index,
                      uint32_t view);
+
+/* The stream of the region both views of image index share in epoch epoch
+ * under seed (localized cropping). */
+pe_rng pe_rng_region_stream(uint64_t seed, uint64_t epoch, uint64_t index);
 
 uint32_t pe_rng_u32(pe_rng *r);
 

@@ -1,5 +1,8 @@
 /*
- * train.c - the SimCLR training loop (see train.h).
+ * train.c - the SimCLR training loop (see train.h), with its in-run
+ * defenses: --init (fine-tune an existing encoder), the localized crop
+ * (augment.c draws it; the loader only passes the options on) and
+ * --stop-plateau (early stopping on the kNN monitor).
  *
  * One loader thread reads records from LMDB and augments the next batch's
  * two views while the compute threads (the backend's pool) run the current
@@ -13,6 +16,7 @@
 #include "train.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -424,7 +428,13 @@ typedef struct trainer {
     int epochs_done;
     uint64_t batch_in_epoch; /* batches done of epoch epochs_done (a stop inside it) */
     float mean[3], std[3];
+    /* the run's --init provenance (path, XXH3-128 of its bytes, "file" or
+     * "fresh" head), from --init or carried over by --resume; owned */
+    char *init_meta[3];
+    double knn_acc;          /* --stop-plateau: the kNN accuracy of this state */
 } trainer;
+
+static const char *const init_keys[3] = {"init", "init_xxh3_128", "init_head"};
 
 static int add_meta(pe_st_writer *w, const char *k, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -508,9 +518,19 @@ static int save_checkpoint(trainer *tr, const char *path) {
                        o->aug.saturation, o->aug.hue)) ||
         (rc = add_meta(w, "p_flip_jitter_gray", "%.9g,%.9g,%.9g", o->aug.p_flip, o->aug.p_jitter,
                        o->aug.p_gray)) ||
+        (rc = add_meta(w, "crop_mode", "%s",
+                       o->aug.crop_mode == PE_CROP_LOCAL ? "local" : "independent")) ||
+        (o->aug.crop_mode == PE_CROP_LOCAL &&
+         (rc = add_meta(w, "local_scale", "%.9g,%.9g", o->aug.local_scale[0],
+                        o->aug.local_scale[1]))) ||
+        (o->stop_plateau && (rc = add_meta(w, "stop_plateau", "%d", o->stop_plateau))) ||
+        (o->stop_plateau && tr->knn_acc >= 0 &&
+         (rc = add_meta(w, "knn_acc", "%.6f", tr->knn_acc))) ||
         (rc = add_meta(w, "threads", "%d", o->threads)))
         goto out;
-    rc = pe_st_write_file(w, path);
+    for (int i = 0; i < 3 && !rc; i++)
+        if (tr->init_meta[i]) rc = pe_st_writer_meta(w, init_keys[i], tr->init_meta[i]);
+    if (!rc) rc = pe_st_write_file(w, path);
 out:
     pe_st_writer_close(w);
     free(names);
@@ -617,8 +637,9 @@ static int resume_from(trainer *tr, const char *path) {
     static const char *same[][2] = {{"lr", NULL}, {"weight_decay", NULL}, {"momentum", NULL},
                                     {"warmup_epochs", NULL}, {"temperature", NULL},
                                     {"crop_scale", NULL}, {"crop_ratio", NULL},
-                                    {"jitter", NULL}, {"p_flip_jitter_gray", NULL}};
-    char mine[9][128];
+                                    {"jitter", NULL}, {"p_flip_jitter_gray", NULL},
+                                    {"crop_mode", "independent"}, {"local_scale", ""}};
+    char mine[11][128];
     snprintf(mine[0], 128, "%.17g", o->lr);
     snprintf(mine[1], 128, "%.17g", o->wd);
     snprintf(mine[2], 128, "%.17g", o->momentum);
@@ -629,8 +650,15 @@ static int resume_from(trainer *tr, const char *path) {
     snprintf(mine[7], 128, "%.9g,%.9g,%.9g,%.9g", o->aug.brightness, o->aug.contrast,
              o->aug.saturation, o->aug.hue);
     snprintf(mine[8], 128, "%.9g,%.9g,%.9g", o->aug.p_flip, o->aug.p_jitter, o->aug.p_gray);
-    for (int i = 0; i < 9; i++) {
+    /* checkpoints from before localized cropping lack these: independent */
+    snprintf(mine[9], 128, "%s", o->aug.crop_mode == PE_CROP_LOCAL ? "local" : "independent");
+    if (o->aug.crop_mode == PE_CROP_LOCAL)
+        snprintf(mine[10], 128, "%.9g,%.9g", o->aug.local_scale[0], o->aug.local_scale[1]);
+    else
+        mine[10][0] = 0;
+    for (int i = 0; i < 11; i++) {
         const char *theirs = pe_st_meta(f, same[i][0]);
+        if (!theirs) theirs = same[i][1];
         if (!theirs || strcmp(theirs, mine[i])) {
             rc = pe_fail(PE_EUSAGE, "%s: the checkpoint's %s is %s, this run's %s: a resume "
                          "takes the same options", path, same[i][0], theirs ? theirs : "missing",
@@ -649,10 +677,126 @@ static int resume_from(trainer *tr, const char *path) {
         rc = pe_fail(PE_EFORMAT, "%s: bad mean/std", path);
         goto out;
     }
+    /* an init run's provenance stays with its checkpoints */
+    for (int i = 0; i < 3; i++) {
+        const char *v = pe_st_meta(f, init_keys[i]);
+        if (v && !(tr->init_meta[i] = strdup(v))) { rc = ENOMEM; goto out; }
+    }
     rc = load_tensors(f, tr->m, tr->be, o->optim, tr->s1, o->optim == PE_OPT_ADAM ? tr->s2 : NULL, path, 0);
 out:
     pe_st_close(f);
     return rc;
+}
+
+/* ---------------- --init ---------------- */
+/* The bytes of a file (malloc'd into *buf), read once so that the hash
+ * recorded is that of the bytes parsed. */
+static int read_all(const char *path, uint8_t **buf, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+    size_t cap = 1 << 20, n = 0;
+    uint8_t *b = NULL;
+    if (fd < 0) return pe_fail(errno, "%s: %s", path, strerror(errno));
+    if (!(b = malloc(cap))) { rc = pe_fail(ENOMEM, "%s: out of memory", path); goto out; }
+    for (;;) {
+        if (n == cap) {
+            uint8_t *nb = cap <= SIZE_MAX / 2 ? realloc(b, cap * 2) : NULL;
+            if (!nb) { rc = pe_fail(ENOMEM, "%s: out of memory", path); goto out; }
+            b = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { rc = pe_fail(errno, "%s: read: %s", path, strerror(errno)); goto out; }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    *buf = b;
+    *len = n;
+    b = NULL;
+out:
+    free(b);
+    close(fd);
+    return rc;
+}
+
+/* An --init file, parsed; the bytes stay alive with the handle. */
+typedef struct init_file {
+    uint8_t *bytes;
+    size_t len;
+    pe_st *f;
+    char hash[33]; /* XXH3-128 of the bytes, canonical (big-endian) hex */
+} init_file;
+
+static void init_file_close(init_file *in) {
+    pe_st_close(in->f);
+    free(in->bytes);
+    memset(in, 0, sizeof *in);
+}
+
+static int init_file_open(init_file *in, const char *path) {
+    int rc = read_all(path, &in->bytes, &in->len);
+    if (rc) return pe_fail_prefix(rc, "--init");
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(in->bytes, in->len));
+    for (int i = 0; i < 16; i++) snprintf(in->hash + 2 * i, 3, "%02x", c.digest[i]);
+    if ((rc = pe_st_open_mem(&in->f, in->bytes, in->len)))
+        pe_fail_prefix(rc, "--init: %s", path);
+    return rc;
+}
+
+/* The file's mean/std metadata (a pe-train checkpoint's) into mean, std;
+ * 0 when it has both, 1 when it has neither, PE_EFORMAT when malformed. */
+static int init_norm(const init_file *in, const char *path, float *mean, float *std) {
+    const char *m = pe_st_meta(in->f, "mean"), *s = pe_st_meta(in->f, "std");
+    char end;
+    if (!m && !s) return 1;
+    if (!m || !s || sscanf(m, "%g,%g,%g%c", &mean[0], &mean[1], &mean[2], &end) != 3 ||
+        sscanf(s, "%g,%g,%g%c", &std[0], &std[1], &std[2], &end) != 3)
+        return pe_fail(PE_EFORMAT, "--init: %s: bad mean/std metadata", path);
+    for (int k = 0; k < 3; k++)
+        if (!isfinite(mean[k]) || !(std[k] > 0) || !isfinite(std[k]))
+            return pe_fail(PE_EFORMAT, "--init: %s: bad mean/std metadata", path);
+    return 0;
+}
+
+/* Loads the encoder of an --init file into the freshly initialised model,
+ * and its head when every head tensor is there with the model's shape (the
+ * head stays as initialised from the seed otherwise, with a note on err).
+ * The optimiser state stays zero and the step count 0. */
+static int init_load(trainer *tr, const init_file *in, const char *path, FILE *err,
+                     int *head_loaded) {
+    const pe_model_cfg *c = pe_model_get_cfg(tr->m);
+    const char *arch = pe_st_meta(in->f, "arch");
+    if (arch && strcmp(arch, pe_arch_name(c->arch)))
+        return pe_fail(PE_EFORMAT, "--init: %s: an encoder of architecture '%s'; this run "
+                       "builds '%s' (--arch)", path, arch, pe_arch_name(c->arch));
+    const char *why = NULL, *which = NULL;
+    int present = 0;
+    for (int i = 0; i < pe_model_ntensors(tr->m); i++) {
+        const pe_tensor_info *t = pe_model_tensor(tr->m, i);
+        if (!t->head) continue;
+        const pe_st_tensor *x = pe_st_get(in->f, t->name);
+        int same = x && (int)x->ndim == t->ndim && x->numel == t->n;
+        for (int k = 0; same && k < t->ndim; k++) same = x->shape[k] == (size_t)t->shape[k];
+        present += x != NULL;
+        if (!same && !why) {
+            why = x ? "has another shape than the model's" : "is missing";
+            which = t->name;
+        }
+    }
+    *head_loaded = !why;
+    int rc = load_tensors(in->f, tr->m, tr->be, 0, NULL, NULL, path, !*head_loaded);
+    if (rc) return pe_fail_prefix(rc, "--init");
+    if (why && present)
+        fprintf(err, "%s: --init: %s: head tensor '%s' %s; the projection head starts "
+                "fresh from --seed\n", tr->o->prog, pe_esc(path), which, why);
+    else if (why)
+        fprintf(err, "%s: --init: %s: no projection head in the file; the head starts fresh "
+                "from --seed\n", tr->o->prog, pe_esc(path));
+    if (!(tr->init_meta[0] = strdup(path)) || !(tr->init_meta[1] = strdup(in->hash)) ||
+        !(tr->init_meta[2] = strdup(*head_loaded ? "file" : "fresh")))
+        return pe_fail(ENOMEM, "out of memory");
+    return 0;
 }
 
 int pe_model_load_file(pe_model *m, pe_backend *be, const char *path, int skip_head) {
@@ -675,7 +819,17 @@ static double lr_at(const pe_train_opts *o, uint64_t step, uint64_t total, uint6
 static int check_opts(const pe_train_opts *o) {
     if (!o->set) return pe_fail(PE_EUSAGE, "no training set");
     if (o->batch < 2 || o->batch > 65536) return pe_fail(PE_EUSAGE, "batch %d out of range (2 to 65536)", o->batch);
-    if (o->epochs < 1 || o->epochs > 1000000) return pe_fail(PE_EUSAGE, "epochs %d out of range", o->epochs);
+    if (o->epochs < 0 || o->epochs > 1000000) return pe_fail(PE_EUSAGE, "epochs %d out of range", o->epochs);
+    if (o->init && o->resume)
+        return pe_fail(PE_EUSAGE, "--init and --resume do not go together: a resume continues "
+                       "its own run, which records its init");
+    if (o->stop_plateau < 0 || o->stop_plateau > 1000000)
+        return pe_fail(PE_EUSAGE, "--stop-plateau %d out of range", o->stop_plateau);
+    if (o->stop_plateau && !o->knn_set)
+        return pe_fail(PE_EUSAGE, "--stop-plateau watches the kNN monitor: give --knn-set");
+    if (o->stop_plateau && o->max_steps)
+        return pe_fail(PE_EUSAGE, "--stop-plateau keeps whole epochs; --max-steps stops "
+                       "inside one: use --epochs as the cap");
     if (!(o->lr > 0 && o->lr < 100)) return pe_fail(PE_EUSAGE, "learning rate %g out of range", o->lr);
     if (!(o->wd >= 0 && o->wd < 1)) return pe_fail(PE_EUSAGE, "weight decay %g out of range", o->wd);
     if (!(o->momentum >= 0 && o->momentum < 1)) return pe_fail(PE_EUSAGE, "momentum %g out of range", o->momentum);
@@ -718,8 +872,13 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     FILE *log = NULL;
     float *dz = NULL, *dx = NULL;
     pe_aug_opts aug = o->aug;
+    init_file in = {0};
     int rc = check_opts(o);
     if (rc) return rc;
+    stats->best_epoch = -1;
+    stats->best_acc = -1;
+    stats->init_head = -1;
+    tr->knn_acc = -1;
     pthread_mutex_init(&L.mu, NULL);
     pthread_cond_init(&L.cv, NULL);
     if ((rc = pe_txn_begin(st, 0, &t))) goto out;
@@ -737,9 +896,14 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     }
     aug.size = (uint32_t)o->size;
     aug.channels = (uint32_t)C == tr->d.channels ? 0 : (uint32_t)C; /* 0: as the images */
+    /* --init: read and check the file before the (long) statistics pass;
+     * its normalisation is the encoder's, so it is kept unless given */
+    if (o->init && (rc = init_file_open(&in, o->init))) goto out;
     if (o->have_norm) {
         memcpy(tr->mean, o->aug.mean, sizeof tr->mean);
         memcpy(tr->std, o->aug.std, sizeof tr->std);
+    } else if (o->init && (rc = init_norm(&in, o->init, tr->mean, tr->std)) <= 0) {
+        if (rc) goto out;
     } else if ((rc = dataset_norm(t, &tr->d, tr->mean, tr->std))) {
         goto out;
     }
@@ -761,6 +925,10 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     if (!tr->s1 || !tr->s2) { rc = ENOMEM; goto out; }
     if ((rc = be->fill(be, np, 0, tr->s1)) || (rc = be->fill(be, np, 0, tr->s2))) goto out;
     if (o->resume && (rc = resume_from(tr, o->resume))) goto out;
+    if (o->init) {
+        if ((rc = init_load(tr, &in, o->init, err, &stats->init_head))) goto out;
+        init_file_close(&in);
+    }
     memcpy(aug.mean, tr->mean, sizeof aug.mean);
     memcpy(aug.std, tr->std, sizeof aug.std);
     if ((rc = pe_aug_opts_check(&aug))) goto out;
@@ -776,6 +944,11 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
         if (kb.nclasses == 0) {
             rc = pe_fail(PE_EFORMAT, "the kNN memory bank '%s' is unlabeled (--knn-bank SET)",
                          o->knn_bank ? o->knn_bank : o->set);
+            goto out;
+        }
+        if (o->stop_plateau && kt.nclasses == 0) {
+            rc = pe_fail(PE_EFORMAT, "--stop-plateau needs an accuracy: the kNN set '%s' is "
+                         "unlabeled", o->knn_set);
             goto out;
         }
     }
@@ -821,6 +994,22 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
             fprintf(log, "{\"epoch\":0,\"steps\":0,\"knn_acc\":%.4f}\n", knn0);
             fflush(log);
         }
+    }
+    /* --stop-plateau: the best epoch so far and its score. Trained epochs
+     * only (epoch 0 is logged, not a candidate); a resume at an epoch end
+     * counts the resumed state as the best so far, which is exactly where
+     * a --stop-plateau run's own checkpoint (its best epoch) left off, and
+     * writes it as -o at once, so that -o holds the best epoch even when
+     * none of the epochs that follow improves on it. */
+    int best_epoch = 0;
+    double best_acc = -INFINITY;
+    if (o->stop_plateau && tr->epochs_done > 0 && tr->batch_in_epoch == 0) {
+        if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, N, &best_acc))) goto out_dx;
+        best_epoch = tr->epochs_done;
+        tr->knn_acc = best_acc;
+        stats->best_epoch = best_epoch;
+        stats->best_acc = best_acc;
+        if (o->out && (rc = save_checkpoint(tr, o->out))) goto out_dx;
     }
     uint64_t total = (uint64_t)o->epochs * L.nbatches;
     uint64_t warm = (uint64_t)(o->warmup * (double)L.nbatches + 0.5);
@@ -894,6 +1083,18 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
             if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, N, &knn))) break;
             stats->knn_acc = knn;
         }
+        /* strictly above the best counts as an improvement; a tie does not */
+        int improved = 1;
+        if (o->stop_plateau) {
+            improved = knn > best_acc;
+            if (improved) {
+                best_acc = knn;
+                best_epoch = ep + 1;
+                tr->knn_acc = knn;
+                stats->best_epoch = best_epoch;
+                stats->best_acc = best_acc;
+            }
+        }
         if (o->progress) fputc('\n', err);
         if (log) {
             fprintf(log, "{\"epoch\":%d,\"steps\":%llu,\"loss\":%.6f,\"lr\":%.6g,"
@@ -901,10 +1102,16 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
                     ep + 1, (unsigned long long)tr->step, loss_sum / (double)done, lr,
                     (double)(done * (uint64_t)B) / dt, dt, wait);
             if (knn >= 0) fprintf(log, ",\"knn_acc\":%.4f", knn);
+            if (o->stop_plateau) fprintf(log, ",\"best_epoch\":%d", best_epoch);
             fputs("}\n", log);
             fflush(log);
         }
-        if (o->out && (rc = save_checkpoint(tr, o->out))) break;
+        /* with --stop-plateau, -o only ever holds the best epoch */
+        if (o->out && improved && (rc = save_checkpoint(tr, o->out))) break;
+        if (o->stop_plateau && ep + 1 - best_epoch >= o->stop_plateau && ep + 1 < o->epochs) {
+            stats->stopped_plateau = 1;
+            break;
+        }
     }
     /* a resume with nothing left to do still writes its -o */
     if (!rc && tr->step == steps_before && o->out) rc = save_checkpoint(tr, o->out);
@@ -918,6 +1125,8 @@ out_dx:
 out:
     if (t) pe_txn_abort(t);
     if (log) fclose(log);
+    init_file_close(&in);
+    for (int i = 0; i < 3; i++) free(tr->init_meta[i]);
     free(L.order);
     free(L.buf[0]);
     free(L.buf[1]);

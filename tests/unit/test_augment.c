@@ -4,7 +4,9 @@
  * Python transcription of rng.h's documentation, the generator's
  * uniformity, the epoch shuffle, and every augmentation against the code
  * it must equal: Pillow 9 for pixel operations, torchvision 0.14 for
- * RandomResizedCrop and the whole view pipeline.
+ * RandomResizedCrop and the whole view pipeline; and localized cropping
+ * (the region's geometry and stream, and torchvision's get_params on the
+ * documented region-then-views draws).
  *
  * Not for: timing. The oracles run in one /usr/bin/python3 process over a
  * manifest of jobs the C side writes into a mkdtemp directory (inputs as
@@ -49,6 +51,7 @@ static const char py_script[] =
     "import sys, struct\n"
     "M = 0xffffffff\n"
     "TAG_VIEW, TAG_SHUF = 0x77656976, 0x66756873\n"
+    "TAG_REGN = int.from_bytes(b'regn', 'little')\n"
     "def philox(c, k):\n"
     "    c0, c1, c2, c3 = c\n"
     "    k0, k1 = k\n"
@@ -91,6 +94,8 @@ static const char py_script[] =
     "                return lo + x\n"
     "def view_stream(seed, epoch, index, view):\n"
     "    return Stream(epoch_key(seed, epoch, TAG_VIEW), view, index & M, index >> 32)\n"
+    "def region_stream(seed, epoch, index):\n"
+    "    return Stream(epoch_key(seed, epoch, TAG_REGN), 0, index & M, index >> 32)\n"
     "tv = None\n"
     "def need_tv():\n"
     "    global tv, np, torch, T, F\n"
@@ -152,6 +157,30 @@ static const char py_script[] =
     "        seed, epoch, index, view, n = map(int, a)\n"
     "        st = view_stream(seed, epoch, index, view)\n"
     "        save(out, 'I', [st.u32() for _ in range(n)])\n"
+    "    elif op == 'rstream':\n"
+    "        seed, epoch, index, n = map(int, a)\n"
+    "        st = region_stream(seed, epoch, index)\n"
+    "        save(out, 'I', [st.u32() for _ in range(n)])\n"
+    "    elif op == 'localtrace':\n"
+    "        # localized cropping as augment.h defines it: the region by\n"
+    "        # get_params on the region stream, then each view's box by\n"
+    "        # get_params on a region-sized image, moved by the region's origin\n"
+    "        need_tv()\n"
+    "        from PIL import Image\n"
+    "        W, H, n, seed, epoch = map(int, a[:5])\n"
+    "        v = [float(x) for x in a[5:13]]\n"
+    "        res = []\n"
+    "        for k in range(n):\n"
+    "            with Ours(region_stream(seed, epoch, k)):\n"
+    "                ri, rj, rh, rw = T.RandomResizedCrop.get_params(\n"
+    "                    Image.new('L', (W, H)), (v[4], v[5]), (v[6], v[7]))\n"
+    "            res += [ri, rj, rh, rw]\n"
+    "            for view in (0, 1):\n"
+    "                with Ours(view_stream(seed, epoch, k, view)):\n"
+    "                    i, j, h, w = T.RandomResizedCrop.get_params(\n"
+    "                        Image.new('L', (rw, rh)), (v[0], v[1]), (v[2], v[3]))\n"
+    "                res += [ri + i, rj + j, h, w]\n"
+    "        save(out, 'i', res)\n"
     "    elif op == 'ints':\n"
     "        st, n, v = view_stream(*map(int, a[:4])), int(a[4]), list(map(int, a[5:]))\n"
     "        save(out, 'q', [st.int(v[p], v[p + 1]) for p in range(0, len(v), 2) for _ in range(n)])\n"
@@ -1444,6 +1473,289 @@ done:
     free(again);
 }
 
+/* ---- localized cropping ------------------------------------------------- */
+
+/* Region streams against the Python transcription, and traced localized
+ * boxes against torchvision's get_params (region, then each view inside
+ * it), for a 2:1 composite with the defaults and a square image with
+ * other bounds. */
+typedef struct local_case {
+    uint32_t W, H;
+    double s0, s1, r0, r1;   /* the views' scale and ratio */
+    double ls0, ls1, lr0, lr1; /* the region's */
+} local_case;
+static const local_case local_cases[] = {
+    {64, 32, 0.08, 1.0, 3.0 / 4.0, 4.0 / 3.0, 0.2, 0.5, 3.0 / 4.0, 4.0 / 3.0},
+    {40, 40, 0.2, 1.0, 0.5, 2.0, 0.05, 0.9, 0.5, 2.0},
+};
+enum {
+    NLOCAL = sizeof local_cases / sizeof local_cases[0],
+    NLTRACE = 500,   /* images per traced case */
+    NHALVES = 20000, /* draws per mode in the halves statistic */
+};
+static int rstream_job[2], local_job[NLOCAL];
+
+static void local_opts(const local_case *c, uint32_t mode, pe_aug_opts *o) {
+    pe_aug_opts_default(o);
+    o->crop_mode = mode;
+    o->scale[0] = c->s0;
+    o->scale[1] = c->s1;
+    o->ratio[0] = c->r0;
+    o->ratio[1] = c->r1;
+    o->local_scale[0] = c->ls0;
+    o->local_scale[1] = c->ls1;
+    o->local_ratio[0] = c->lr0;
+    o->local_ratio[1] = c->lr1;
+}
+
+static void local_prepare(void) {
+    if (!have_py) return;
+    rstream_job[0] = job("rstream", "5 2 77 %d", NWORDS);
+    rstream_job[1] = job("rstream", "%llu %llu %llu %d",
+                         0xfedcba9876543210ull, 0xffffffffffffffffull,
+                         0x123456789abull, NWORDS);
+    if (!have_tv) return;
+    manifest = manifests[1];
+    for (int k = 0; k < NLOCAL; k++) {
+        const local_case *c = &local_cases[k];
+        local_job[k] = job("localtrace",
+                           "%u %u %d %d %d %.17g %.17g %.17g %.17g %.17g "
+                           "%.17g %.17g %.17g",
+                           c->W, c->H, NLTRACE, 21, k, c->s0, c->s1, c->r0,
+                           c->r1, c->ls0, c->ls1, c->lr0, c->lr1);
+    }
+    manifest = manifests[0];
+}
+
+static int box_inside(const pe_box *b, const pe_box *in) {
+    return b->w > 0 && b->h > 0 && b->j >= in->j && b->i >= in->i &&
+           b->j + b->w <= in->j + in->w && b->i + b->h <= in->i + in->h;
+}
+
+/* Options, the stream, the definition, containment, area bounds and
+ * determinism, with no oracle. */
+static void test_local_crop(void) {
+    pe_aug_opts o, bad;
+    pe_aug_opts_default(&o);
+    CHECK(o.crop_mode == PE_CROP_INDEPENDENT && o.local_scale[0] == 0.2 &&
+          o.local_scale[1] == 0.5 && o.local_ratio[0] == 0.75 &&
+          o.local_ratio[1] == 4.0 / 3.0);
+    bad = o;
+    bad.crop_mode = 2;
+    CHECK_RC(pe_aug_opts_check(&bad), PE_EUSAGE);
+    /* the region's bounds are checked in local mode only */
+    bad = o;
+    bad.local_scale[0] = 0.6;
+    CHECK_OK(pe_aug_opts_check(&bad));
+    bad.crop_mode = PE_CROP_LOCAL;
+    CHECK_RC(pe_aug_opts_check(&bad), PE_EUSAGE);
+    bad = o;
+    bad.crop_mode = PE_CROP_LOCAL;
+    bad.local_ratio[0] = 0;
+    CHECK_RC(pe_aug_opts_check(&bad), PE_EUSAGE);
+    pe_aug_params p;
+    CHECK_RC(pe_aug_draw_view(1, 0, 0, 0, 64, 32, &bad, &p, NULL), PE_EUSAGE);
+
+    /* The region stream: its documented key and counter, and no word in
+     * common with the view streams of the same image. */
+    {
+        uint32_t key[2];
+        pe_rng_epoch_key(5, 2, PE_RNG_TAG_REGION, key);
+        pe_rng a = pe_rng_region_stream(5, 2, 0x300000077ull);
+        pe_rng b = pe_rng_init(key, 0, 0x77, 3);
+        pe_rng v0 = pe_rng_stream(5, 2, 0x300000077ull, 0);
+        pe_rng v1 = pe_rng_stream(5, 2, 0x300000077ull, 1);
+        int same = 1, shared = 0;
+        for (int k = 0; k < 16; k++) {
+            uint32_t w = pe_rng_u32(&a);
+            same &= w == pe_rng_u32(&b);
+            shared += w == pe_rng_u32(&v0);
+            shared += w == pe_rng_u32(&v1);
+        }
+        CHECK(same && shared == 0);
+    }
+
+    /* Independent mode is pe_aug_draw on the view stream, region = image. */
+    {
+        pe_rng r = pe_rng_stream(9, 1, 2, 1);
+        pe_aug_params want;
+        pe_box reg;
+        CHECK_OK(pe_aug_draw(&r, 64, 32, &o, &want));
+        CHECK_OK(pe_aug_draw_view(9, 1, 2, 1, 64, 32, &o, &p, &reg));
+        CHECK(memcmp(&p, &want, sizeof p) == 0);
+        CHECK(reg.i == 0 && reg.j == 0 && reg.w == 64 && reg.h == 32);
+    }
+
+    /* Local mode is the documented two steps: the region from the region
+     * stream, then pe_aug_draw on a region-sized image moved by its
+     * origin. Both views inside the region; the region's area within the
+     * bounds up to the rounding of w and h (on a square image with these
+     * bounds RandomResizedCrop never falls back); the same arguments give
+     * the same draws. */
+    pe_aug_opts lo = o;
+    lo.crop_mode = PE_CROP_LOCAL;
+    int defined = 1, inside = 1, area = 1, again = 1, differ = 0;
+    double fmin = 1, fmax = 0;
+    for (uint64_t k = 0; k < 5000; k++) {
+        const uint32_t W = 64, H = 64;
+        pe_box reg[2], want;
+        pe_aug_params v[2], w;
+        pe_rng rr = pe_rng_region_stream(3, 4, k);
+        CHECK_OK(pe_rrc_params(&rr, W, H, 0.2, 0.5, 0.75, 4.0 / 3.0, &want));
+        for (uint32_t view = 0; view < 2; view++) {
+            CHECK_OK(pe_aug_draw_view(3, 4, k, view, W, H, &lo, &v[view],
+                                      &reg[view]));
+            pe_rng r = pe_rng_stream(3, 4, k, view);
+            CHECK_OK(pe_aug_draw(&r, want.w, want.h, &lo, &w));
+            w.box.i += want.i;
+            w.box.j += want.j;
+            defined &= memcmp(&w, &v[view], sizeof w) == 0;
+            inside &= box_inside(&v[view].box, &reg[view]);
+            pe_aug_params x;
+            CHECK_OK(pe_aug_draw_view(3, 4, k, view, W, H, &lo, &x, NULL));
+            again &= memcmp(&x, &v[view], sizeof x) == 0;
+        }
+        defined &= memcmp(&reg[0], &want, sizeof want) == 0 &&
+                   memcmp(&reg[1], &want, sizeof want) == 0;
+        const pe_box image = {0, 0, H, W};
+        inside &= box_inside(&reg[0], &image);
+        /* |w - sqrt(A s a)| <= 1/2 and |h - sqrt(A s / a)| <= 1/2 */
+        const double A = (double)W * H, rw = reg[0].w, rh = reg[0].h;
+        area &= (rw - 0.5) * (rh - 0.5) <= 0.5 * A &&
+                (rw + 0.5) * (rh + 0.5) >= 0.2 * A;
+        const double f = rw * rh / A;
+        fmin = f < fmin ? f : fmin;
+        fmax = f > fmax ? f : fmax;
+        differ += memcmp(&v[0].box, &v[1].box, sizeof v[0].box) != 0;
+    }
+    fprintf(stderr, "    5000 regions of a 64x64 image: area fraction %.3f "
+                    "to %.3f\n", fmin, fmax);
+    CHECK(defined);
+    CHECK(inside);
+    CHECK(area);
+    CHECK(again);
+    CHECK(differ > 4900); /* the two views are two draws, not one */
+    CHECK(fmin < 0.25 && fmax > 0.45); /* the bounds are reached */
+
+    /* The pipeline: reproducible, view 0 != view 1, and another epoch
+     * draws another region. */
+    pe_image im = {0};
+    smooth_image(&im, 64, 32, 3, 5);
+    float *a = malloc(3 * 32 * 32 * sizeof *a), *b = malloc(3 * 32 * 32 * sizeof *b);
+    CHECK(im.px && a && b);
+    if (im.px && a && b) {
+        const size_t n = 3 * 32 * 32 * sizeof *a;
+        CHECK_OK(pe_augment_view(&im, &lo, 9, 1, 2, 0, a, NULL));
+        CHECK_OK(pe_augment_view(&im, &lo, 9, 1, 2, 0, b, NULL));
+        CHECK(memcmp(a, b, n) == 0);
+        CHECK_OK(pe_augment_view(&im, &lo, 9, 1, 2, 1, b, NULL));
+        CHECK(memcmp(a, b, n) != 0);
+        pe_box r1, r2;
+        CHECK_OK(pe_aug_draw_view(9, 1, 2, 0, 64, 32, &lo, &p, &r1));
+        CHECK_OK(pe_aug_draw_view(9, 2, 2, 0, 64, 32, &lo, &p, &r2));
+        CHECK(memcmp(&r1, &r2, sizeof r1) != 0);
+    }
+    free(a);
+    free(b);
+    pe_image_free(&im);
+}
+
+/* The Python transcription of the region stream, and torchvision's
+ * get_params on the documented draws. */
+static void test_local_trace(void) {
+    if (skip_unless(have_py, NO_PY) || !py_ok) return;
+    static const uint64_t rs[2][3] = {
+        {5, 2, 77},
+        {0xfedcba9876543210ull, 0xffffffffffffffffull, 0x123456789abull}};
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        uint32_t *want = result_raw(rstream_job[k], &n);
+        CHECK(want && n == NWORDS * 4);
+        if (want && n == NWORDS * 4) {
+            pe_rng r = pe_rng_region_stream(rs[k][0], rs[k][1], rs[k][2]);
+            int same = 1;
+            for (int i = 0; i < NWORDS; i++) same &= pe_rng_u32(&r) == want[i];
+            CHECK(same);
+        }
+        free(want);
+    }
+    if (skip_unless(have_tv, NO_TV)) return;
+    for (int k = 0; k < NLOCAL; k++) {
+        const local_case *c = &local_cases[k];
+        pe_aug_opts o;
+        local_opts(c, PE_CROP_LOCAL, &o);
+        size_t n;
+        int32_t *tv = result_raw(local_job[k], &n);
+        CHECK(tv && n == NLTRACE * 12 * sizeof *tv);
+        int bad = 0;
+        for (int i = 0; tv && n == NLTRACE * 12 * sizeof *tv && i < NLTRACE; i++) {
+            int32_t ours[12];
+            for (uint32_t v = 0; v < 2; v++) {
+                pe_aug_params p;
+                pe_box reg = {0, 0, 0, 0};
+                CHECK_OK(pe_aug_draw_view(21, (uint64_t)k, (uint64_t)i, v, c->W,
+                                          c->H, &o, &p, &reg));
+                const pe_box *bx[2] = {&reg, &p.box};
+                for (int q = 0; q < 2; q++) {
+                    int32_t *dst = ours + (q ? 4 + 4 * v : 0);
+                    dst[0] = (int32_t)bx[q]->i;
+                    dst[1] = (int32_t)bx[q]->j;
+                    dst[2] = (int32_t)bx[q]->h;
+                    dst[3] = (int32_t)bx[q]->w;
+                }
+            }
+            if (memcmp(ours, tv + 12 * i, sizeof ours) != 0 && bad++ == 0)
+                fprintf(stderr, "    %ux%u image %d: region (%d %d %d %d) "
+                                "views (%d %d %d %d) (%d %d %d %d); "
+                                "torchvision (%d %d %d %d) (%d %d %d %d) "
+                                "(%d %d %d %d)\n",
+                        c->W, c->H, i, ours[0], ours[1], ours[2], ours[3],
+                        ours[4], ours[5], ours[6], ours[7], ours[8], ours[9],
+                        ours[10], ours[11], tv[12 * i], tv[12 * i + 1],
+                        tv[12 * i + 2], tv[12 * i + 3], tv[12 * i + 4],
+                        tv[12 * i + 5], tv[12 * i + 6], tv[12 * i + 7],
+                        tv[12 * i + 8], tv[12 * i + 9], tv[12 * i + 10],
+                        tv[12 * i + 11]);
+        }
+        if (bad) fprintf(stderr, "    %d of %d images differ\n", bad, NLTRACE);
+        CHECK(bad == 0);
+        free(tv);
+    }
+}
+
+/* What the defense is for: on a 2:1 composite (target left, reference
+ * right), the chance that one view lies wholly in one half and the other
+ * view wholly in the other, over the parameter draws alone. With
+ * independent crops it is about 7%; inside one region of at most half the
+ * image the views overlap, and it drops to about 0.1% (a region that
+ * straddles the seam can still hold two small views on either side). The
+ * bounds are wide (20,000 draws: a standard error of 0.2 points at 7%);
+ * the draws are fixed by the seed, so the numbers are too. */
+static void test_local_halves(void) {
+    double frac[2];
+    for (uint32_t mode = 0; mode < 2; mode++) {
+        pe_aug_opts o;
+        local_opts(&local_cases[0], mode, &o);
+        long split = 0;
+        for (uint64_t k = 0; k < NHALVES; k++) {
+            pe_aug_params p[2];
+            int left[2], right[2];
+            for (uint32_t v = 0; v < 2; v++) {
+                CHECK_OK(pe_aug_draw_view(11, 0, k, v, 64, 32, &o, &p[v], NULL));
+                left[v] = p[v].box.j + p[v].box.w <= 32;
+                right[v] = p[v].box.j >= 32;
+            }
+            split += (left[0] && right[1]) || (right[0] && left[1]);
+        }
+        frac[mode] = (double)split / NHALVES;
+    }
+    fprintf(stderr, "    views on different halves of a 2:1 composite: "
+                    "independent %.2f%%, local %.2f%%\n",
+            100 * frac[0], 100 * frac[1]);
+    CHECK(frac[0] > 0.06 && frac[0] < 0.085);
+    CHECK(frac[1] < 0.005);
+}
+
 /* ---- setup -------------------------------------------------------------- */
 
 static void remove_tmpdir(void) {
@@ -1516,6 +1828,7 @@ int main(void) {
     jitter_prepare();
     norm_prepare();
     pipe_prepare();
+    local_prepare();
     double t0 = pe_now();
     py_ok = run_oracle();
     if (njobs) {
@@ -1537,6 +1850,9 @@ int main(void) {
     RUN(test_jitter_ops);
     RUN(test_normalize);
     RUN(test_pipeline);
+    RUN(test_local_crop);
+    RUN(test_local_trace);
+    RUN(test_local_halves);
 
     for (int k = 0; k < 2; k++) pe_image_free(&crop_in[k].im);
     for (int k = 0; k < NJIT_IN; k++) pe_image_free(&jit_in[k].im);
