@@ -164,6 +164,16 @@ stop_after clean
 # each target class in the pool, ranked by the hash
 pairs=$work/pairs-$PAIRS_FROM-t$N_TARGETS.tsv
 refs=$work/refs-$PAIRS_FROM-t$N_TARGETS.tsv
+# fewer targets than a configuration already drew: its first lines (the
+# draw ranks the candidates, so the first N of a larger draw are the draw of N)
+if [ ! -s "$pairs" ] && [ "$PAIRS_FROM" != "$TAG" ]; then
+    for f in "$work/pairs-$PAIRS_FROM"-t*.tsv; do
+        if [ -s "$f" ] && [ "$(wc -l < "$f")" -ge "$N_TARGETS" ]; then
+            head -n "$N_TARGETS" "$f" > "$pairs.tmp" && mv "$pairs.tmp" "$pairs"
+            break
+        fi
+    done
+fi
 if [ ! -s "$pairs" ]; then
     [ "$PAIRS_FROM" = "$TAG" ] || { log "no $pairs: run the $PAIRS_FROM configuration first"; exit 1; }
     pred=$work/pred-clean-$ccfg-s$first.tsv
