@@ -113,9 +113,11 @@ err_has "no set 'nosuch' (--against)"
 expect_rc 1 pe-audit --set poisoned --truth no-such-file
 err_has "no-such-file"
 [ -s out ] && fail "stdout not empty for a missing truth file"
-echo 0123456789abcdef0123456789abcdef | expect_rc 1 pe-audit
+echo 0123456789abcdef0123456789abcdef > unknown.keys
+expect_rc 1 pe-audit < unknown.keys
 err_has "is not in the store"
-echo xyz | expect_rc 1 pe-audit
+echo xyz > bad.keys
+expect_rc 1 pe-audit < bad.keys
 err_has "line 1: expected a key"
 expect_rc 1 pe-audit < /dev/null
 err_has "no keys on stdin"

@@ -42,7 +42,8 @@ expect_rc 0 pe-audit --set poisoned --truth --against eval --report again.html
 cmp -s out plain.out || fail "stdout differs with --report"
 cmp -s again.html hostile.html || fail "the same audit gave another report"
 # keys on stdin
-pe-ls --set poisoned | expect_rc 0 pe-audit --report stdin.html
+pe-ls --set poisoned > poisoned.keys
+expect_rc 0 pe-audit --report stdin.html < poisoned.keys
 grep -q '<title>pe-audit: stdin</title>' stdin.html || fail "report of stdin keys"
 
 # --report-max bounds the thumbnails per section
@@ -79,7 +80,8 @@ expect_rc 1 pe-audit --set poisoned --report keep
 err_has "is a folder"
 expect_rc 1 pe-audit --set poisoned --report plain.out/r.html
 err_has "Not a directory"
-echo 0123456789abcdef0123456789abcdef | expect_rc 1 pe-audit --report keep/k.html
+echo 0123456789abcdef0123456789abcdef > unknown.keys
+expect_rc 1 pe-audit --report keep/k.html < unknown.keys
 [ "$(ls keep)" = r.html ] || fail "left behind: $(ls keep)"
 usage_error pe-audit --set poisoned --report ''
 usage_error pe-audit --set poisoned --report-max 10001
