@@ -156,18 +156,7 @@ assert r[3]["train"] == "te" and r[3]["test"] == "tr" and r[3]["clean_images"] =
 assert r[4]["line"] == 3, r[4]' out || fail "two tasks"
 
 # a PyTorch-style file: the same tensors without metadata
-$PY - enc.st pt.st <<'PYEOF' || fail "writing the metadata-free file"
-import json, struct, sys
-d = open(sys.argv[1], "rb").read()
-n = struct.unpack("<Q", d[:8])[0]
-h = json.loads(d[8:8 + n])
-meta = h.pop("__metadata__")
-open("meta.txt", "w").write("%s %s %s %s\n" % (meta["mean"].split(",")[0],
-                                             meta["std"].split(",")[0], meta["size"], meta["channels"]))
-hb = json.dumps(h, separators=(",", ":")).encode()
-hb += b" " * (-len(hb) % 8)
-open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + d[8 + n:])
-PYEOF
+strip_metadata enc.st pt.st
 read -r mean std size ch < meta.txt
 expect_rc 2 pe-eval -e pt.st --train tr --test te
 err_has "pt.st: no pe-train metadata"

@@ -85,3 +85,21 @@ for cls, (r, g, b) in {"cat": (200, 30, 30), "dog": (30, 200, 30)}.items():
                 **({"quality": 90} if ext == "jpg" else {}))
 PYEOF
 }
+
+# strip_metadata IN OUT: OUT is the safetensors file IN without its
+# __metadata__ (a PyTorch-style file); meta.txt gets "MEAN STD SIZE CHANNELS"
+# from IN's metadata (first channel's mean and std).
+strip_metadata() {
+    $PY - "$1" "$2" <<'PYEOF' || fail "writing the metadata-free file"
+import json, struct, sys
+d = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", d[:8])[0]
+h = json.loads(d[8:8 + n])
+meta = h.pop("__metadata__")
+open("meta.txt", "w").write("%s %s %s %s\n" % (meta["mean"].split(",")[0],
+                                             meta["std"].split(",")[0], meta["size"], meta["channels"]))
+hb = json.dumps(h, separators=(",", ":")).encode()
+hb += b" " * (-len(hb) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + d[8 + n:])
+PYEOF
+}
