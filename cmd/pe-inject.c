@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "craft.h"
 #include "escape.h"
 #include "pe.h"
 
@@ -92,16 +93,7 @@ static int poison_class(pe_txn *t, const pe_key *k, int32_t *cls) {
     int rc = pe_info_get(t, k, &info);
     if (rc == PE_ENOTFOUND) return 1;
     if (rc) return rc;
-    for (uint32_t i = 0; i < info.n; i++) {
-        if (strcmp(info.prov[i].src, "pe-craft")) continue;
-        const char *p = strstr(info.prov[i].ops, " target_class=");
-        if (!p) continue;
-        long c = strtol(p + 14, NULL, 10);
-        if (c < 0 || c >= MAX_CLASSES) continue;
-        *cls = (int32_t)c;
-        return 0;
-    }
-    return 1;
+    return pe_craft_provenance(&info, cls) && *cls >= 0 && *cls < MAX_CLASSES ? 0 : 1;
 }
 
 static int body(void *ctx, pe_txn *t) {

@@ -9,6 +9,7 @@
  * (knn.c), option parsing (cmd/pe-audit.c).
  */
 #include "audit.h"
+#include "craft.h"
 #include "audit_impl.h"
 
 #include "cli.h"
@@ -339,11 +340,7 @@ static double thumb_std(const uint8_t *t) {
     return v > 0 ? sqrt(v) : 0;
 }
 
-static int is_craft(const pe_info *info) {
-    for (uint32_t i = 0; i < info->n; i++)
-        if (!strcmp(info->prov[i].src, "pe-craft")) return 1;
-    return 0;
-}
+static int is_craft(const pe_info *info) { return pe_craft_provenance(info, NULL); }
 
 static int want_parts(const audit *a) {
     return (a->scans & (BIT(PE_SCAN_COMPOSITE) | BIT(PE_SCAN_RECURRING) | BIT(PE_SCAN_AGAINST))) != 0;

@@ -255,6 +255,23 @@ void pe_craft_describe(char *buf, size_t n, const pe_craft_opts *o,
              o->draw == PE_DRAW_ROUND_ROBIN ? "round-robin" : "uniform", t, j);
 }
 
+int pe_craft_provenance(const pe_info *info, int32_t *cls) {
+    int crafted = 0;
+    if (cls) *cls = -1;
+    for (uint32_t i = 0; i < info->n; i++) {
+        if (strcmp(info->prov[i].src, PE_CRAFT_SOURCE)) continue;
+        crafted = 1;
+        const char *p = cls && info->prov[i].ops ? strstr(info->prov[i].ops, " target_class=") : NULL;
+        if (!p) continue;
+        char *end;
+        long c = strtol(p + 14, &end, 10);
+        if (end == p + 14 || c < 0 || c > INT32_MAX) continue;
+        *cls = (int32_t)c;
+        break;
+    }
+    return crafted;
+}
+
 /* ---- the run ---- */
 
 /* Open-addressing set of keys (the composites made so far). */
@@ -403,7 +420,7 @@ int pe_craft_run(pe_txn *txn, const pe_craft_opts *o,
             char ops[PE_SOURCE_MAX];
             pe_craft_describe(ops, sizeof ops, o, &targets[i].key, targets[i].cls,
                               &refs[k].key, &d, (uint32_t)i, j);
-            pe_prov p = {.src = "pe-craft", .ops = ops, .orig_w = comp.w, .orig_h = comp.h,
+            pe_prov p = {.src = PE_CRAFT_SOURCE, .ops = ops, .orig_w = comp.w, .orig_h = comp.h,
                          .orig_c = (uint8_t)comp.c, .orig_bits = 8, .format = PE_FORMAT_RAW};
             int existed = 0;
             if ((rc = pe_img_put_keyed(txn, &comp, &key, PE_ENC_RAW, &p, &existed))) goto out;

@@ -34,6 +34,7 @@
 
 #define PE_ATTACK_NAME "poisonedencoder"
 #define PE_ATTACK_VERSION 1
+#define PE_CRAFT_SOURCE "pe-craft" /* the source of every poison's pe_prov */
 
 enum { PE_LAYOUT_LR = 1, PE_LAYOUT_TB = 2 };
 
@@ -138,6 +139,13 @@ void pe_craft_describe(char *buf, size_t n, const pe_craft_opts *o,
                        const pe_key *target, int32_t cls,
                        const pe_key *ref, const pe_craft_draw *d,
                        uint32_t t, uint32_t j);
+
+/* Whether an image's provenance records a pe-craft poison: returns 1 and,
+ * when cls is not NULL, the target class of the first record that names
+ * one (-1 when none does); 0 for an image pe-craft did not make. The one
+ * reader of the records pe_craft_describe writes (pe-inject's rates,
+ * pe-audit's --truth). */
+int pe_craft_provenance(const pe_info *info, int32_t *cls);
 
 /* Parsers of the options' words, PE_EUSAGE otherwise. */
 int pe_layouts_parse(const char *s, unsigned *out);  /* "lr", "tb", "lr,tb" */
