@@ -7,6 +7,7 @@
  * summary on stderr, and scores itself on known poisons. Options:
  * docs/man/pe-audit.1.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -61,6 +62,14 @@ static void usage(FILE *f) {
 "                        embedded; written whole or not at all)\n"
 "      --report-max N    items shown per section of the report, 0-10000\n"
 "                        (default 40)\n"
+"      --shard I/N       audit the images whose key is I modulo N (first 16\n"
+"                        hex digits); pairwise scans still search the whole\n"
+"                        set, so shards' outputs together are the full audit\n"
+"      --index-only      measure the images (or the shard's) and keep their\n"
+"                        hashes and measures in the store's index; no scans\n"
+"      --no-index        neither use nor extend the store's index (every image\n"
+"                        is measured from its pixels; the store is opened\n"
+"                        read-only)\n"
 "  -q, --quiet           no summary on stderr\n"
 "  -h, --help            this help\n"
 "      --version         print the version\n"
@@ -72,8 +81,24 @@ static void usage(FILE *f) {
 enum {
     O_SCAN = 256, O_AGAINST, O_HASH, O_RADIUS, O_PART_RADIUS, O_SCORE_RADIUS, O_THRESHOLD,
     O_TRUTH, O_ALL, O_JSON, O_REPORT, O_REPORT_MAX, O_VERSION, O_ARCH, O_WIDTH, O_SIZE,
-    O_CHANNELS, O_MEAN, O_STD, O_EMBED_MAX
+    O_CHANNELS, O_MEAN, O_STD, O_EMBED_MAX, O_SHARD, O_INDEX_ONLY, O_NO_INDEX
 };
+
+/* I/N with 0 <= I < N <= 65536 */
+static int parse_shard(const char *s, pe_audit_opts *o) {
+    const char *slash = strchr(s, '/');
+    char i[24];
+    uint64_t a, b;
+    if (!slash || (size_t)(slash - s) >= sizeof i) goto bad;
+    memcpy(i, s, (size_t)(slash - s));
+    i[slash - s] = 0;
+    if (pe_parse_u64(i, 0, 65535, &a) || pe_parse_u64(slash + 1, 1, 65536, &b) || a >= b) goto bad;
+    o->shard_i = (uint32_t)a;
+    o->shard_n = (uint32_t)b;
+    return 0;
+bad:
+    return pe_cli_usage(prog, "--shard takes I/N with 0 <= I < N <= 65536: '%s'", s);
+}
 
 static int parse_threshold(const char *arg, pe_audit_opts *o) {
     const char *eq = strchr(arg, '=');
@@ -120,6 +145,8 @@ int main(int argc, char **argv) {
         {"mean", 1, 0, O_MEAN},        {"std", 1, 0, O_STD},
         {"neighbours", 1, 0, 'k'},     {"embed-max", 1, 0, O_EMBED_MAX},
         {"batch", 1, 0, 'b'},          {"threads", 1, 0, 'j'},
+        {"shard", 1, 0, O_SHARD},      {"index-only", 0, 0, O_INDEX_ONLY},
+        {"no-index", 0, 0, O_NO_INDEX},
         {0, 0, 0, 0}};
     pe_audit_opts o;
     pe_audit_opts_default(&o);
@@ -215,6 +242,11 @@ int main(int argc, char **argv) {
         case 'b': UINT("--batch", 1, 65536, enc.batch); break;
         case 'j': UINT("--threads", 1, 256, o.threads); break;
         case 'q': o.quiet = 1; break;
+        case O_SHARD:
+            if ((rc = parse_shard(optarg, &o))) return rc;
+            break;
+        case O_INDEX_ONLY: o.index_only = 1; break;
+        case O_NO_INDEX: o.store_index = PE_AUDIT_INDEX_OFF; break;
         case 'h': usage(stdout); return PE_EXIT_OK;
         case O_VERSION: printf("pe-audit %s\n", PE_VERSION_STRING); return PE_EXIT_OK;
         case ':': return pe_cli_usage(prog, "option '%s' needs a value", argv[optind - 1]);
@@ -243,13 +275,35 @@ int main(int argc, char **argv) {
         return pe_cli_usage(prog, "--width applies to resnet18 only");
     if (enc.path && !(o.scans & embed))
         return pe_cli_usage(prog, "--encoder: --scan selects no embedding scan (outlier, embdup, mislabel)");
+    if (o.shard_n && o.report)
+        return pe_cli_usage(prog, "--report shows the whole set: not with --shard");
+    if (o.index_only) {
+        if (o.store_index == PE_AUDIT_INDEX_OFF)
+            return pe_cli_usage(prog, "--index-only and --no-index exclude each other");
+        if (enc.path || o.report || o.truth || o.json || o.all || o.against)
+            return pe_cli_usage(prog, "--index-only runs no scan: no --encoder, --against, "
+                                "--report, --truth, --json or --all");
+    }
     if (enc.path) {
         enc.progress = isatty(2) && !o.quiet;
         o.encoder = &enc;
     }
 
     pe_store *st = NULL;
-    if ((rc = pe_store_open(&st, pe_store_path(store), PE_STORE_RDONLY))) return pe_cli_fail(prog, rc);
+    const char *path = pe_store_path(store);
+    if (o.store_index == PE_AUDIT_INDEX_OFF) {
+        rc = pe_store_open(&st, path, PE_STORE_RDONLY);
+    } else {
+        /* the index is extended when the store can be written; a store
+         * this user may only read is still audited, from its index where
+         * it has one */
+        rc = pe_store_open(&st, path, 0);
+        if ((rc == EACCES || rc == EROFS || rc == EPERM) && !o.index_only) {
+            o.store_index = PE_AUDIT_INDEX_READ;
+            rc = pe_store_open(&st, path, PE_STORE_RDONLY);
+        }
+    }
+    if (rc) return pe_cli_fail(prog, rc);
     rc = pe_audit_run(st, &o, stdin, stdout, stderr);
     pe_store_close(st);
     if (rc) return pe_cli_fail(prog, rc);

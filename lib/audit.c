@@ -88,6 +88,7 @@ void pe_audit_opts_default(pe_audit_opts *o) {
     o->prog = "pe-audit";
     o->k = 10;
     o->embed_max = 100000;
+    o->store_index = PE_AUDIT_INDEX_READWRITE;
 }
 
 /* ---- per-image measures ---- */
@@ -346,72 +347,232 @@ static int want_parts(const audit *a) {
     return (a->scans & (BIT(PE_SCAN_COMPOSITE) | BIT(PE_SCAN_RECURRING) | BIT(PE_SCAN_AGAINST))) != 0;
 }
 
+/* ---- the records kept in the store ----
+ * One per image and hash mode (tag 1 + mode), laid out in
+ * docs/store-format.md: what collect measures from the pixels. A change
+ * to any measure, the parts or the flat rule bumps
+ * PE_AUDIT_RECORD_VERSION; a record of another version, or of the wrong
+ * length, is measured again and replaced. */
+#define REC_HEAD 80
+#define REC_PART 74
+#define REC_MAX (REC_HEAD + PE_AUDIT_MAX_PARTS * REC_PART)
+
+uint32_t pe_audit_shard_of(const pe_key *key, uint32_t n) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | key->b[i];
+    return n ? (uint32_t)(v % n) : 0;
+}
+
+static uint8_t record_tag(pe_phash_mode m) { return (uint8_t)(1 + (int)m); }
+
+static void put_le(uint8_t *b, uint64_t v, int n) {
+    for (int i = 0; i < n; i++) b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *b, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = v << 8 | b[i];
+    return v;
+}
+
+static void put_f64(uint8_t *b, double d) {
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    put_le(b, u, 8);
+}
+
+static double get_f64(const uint8_t *b) {
+    uint64_t u = get_le(b, 8);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+static size_t record_encode(const audit *a, const rec *r, uint8_t *b) {
+    memset(b, 0, REC_HEAD);
+    b[0] = PE_AUDIT_RECORD_VERSION;
+    b[1] = (uint8_t)r->c;
+    b[2] = r->nparts;
+    put_le(b + 4, r->w, 4);
+    put_le(b + 8, r->h, 4);
+    put_le(b + 12, r->q.seam_at, 4);
+    b[16] = (uint8_t)r->q.seam_vertical;
+    const double q[6] = {r->q.p01, r->q.p99, r->q.entropy, r->q.lap_var, r->q.chroma, r->q.seam};
+    for (int i = 0; i < 6; i++) put_f64(b + 24 + 8 * i, q[i]);
+    put_le(b + 72, r->hash, 8);
+    uint8_t *p = b + REC_HEAD;
+    for (uint32_t k = r->part0; k < r->part0 + r->nparts; k++, p += REC_PART) {
+        p[0] = a->pidx[k];
+        p[1] = a->precur[k];
+        put_le(p + 2, a->ph[k], 8);
+        memcpy(p + 10, a->pmini + (size_t)k * MINI, MINI);
+    }
+    return (size_t)(p - b);
+}
+
+/* Fills r's measures from a kept record (its parts appended when the
+ * scans use them). Returns 1 when used, 0 when the record is not one this
+ * version reads (then the image is measured again), or ENOMEM. */
+static int record_decode(audit *a, rec *r, const uint8_t *b, size_t len, int parts) {
+    if (len < REC_HEAD || b[0] != PE_AUDIT_RECORD_VERSION || (b[1] != 1 && b[1] != 3) ||
+        b[2] > PE_AUDIT_MAX_PARTS || len != REC_HEAD + (size_t)b[2] * REC_PART)
+        return 0;
+    r->c = b[1];
+    r->w = (uint32_t)get_le(b + 4, 4);
+    r->h = (uint32_t)get_le(b + 8, 4);
+    r->q.seam_at = (uint32_t)get_le(b + 12, 4);
+    r->q.seam_vertical = b[16];
+    double *q[6] = {&r->q.p01, &r->q.p99, &r->q.entropy, &r->q.lap_var, &r->q.chroma, &r->q.seam};
+    for (int i = 0; i < 6; i++) *q[i] = get_f64(b + 24 + 8 * i);
+    r->hash = get_le(b + 72, 8);
+    r->part0 = (uint32_t)a->np;
+    r->nparts = 0;
+    if (!parts) return 1;
+    int rc = grow_parts(a, a->np + b[2]);
+    if (rc) return rc;
+    const uint8_t *p = b + REC_HEAD;
+    for (int k = 0; k < b[2]; k++, p += REC_PART) {
+        a->pidx[a->np] = p[0];
+        a->precur[a->np] = p[1];
+        a->ph[a->np] = get_le(p + 2, 8);
+        memcpy(a->pmini + a->np * MINI, p + 10, MINI);
+        a->powner[a->np] = (uint32_t)a->n;
+        a->np++;
+        r->nparts++;
+    }
+    return 1;
+}
+
+/* Measures an image from its pixels: size, quality, hash and (with
+ * parts) the informative parts' hashes. */
+static int measure(audit *a, rec *r, const pe_image *im, int parts_wanted) {
+    int rc;
+    r->w = im->w;
+    r->h = im->h;
+    r->c = im->c;
+    if ((rc = pe_audit_quality(im, &r->q))) return rc;
+    uint8_t t[PE_PHASH_THUMB];
+    if ((rc = pe_phash_thumb(im, 0, 0, im->w, im->h, t))) return rc;
+    r->hash = pe_phash_of_thumb(t, a->o->mode);
+    r->part0 = (uint32_t)a->np;
+    if (!parts_wanted) return 0;
+    pe_part parts[PE_AUDIT_MAX_PARTS];
+    int np = pe_audit_parts(im->w, im->h, parts);
+    if ((rc = grow_parts(a, a->np + (size_t)np))) return rc;
+    for (int i = 0; i < np; i++) {
+        if ((rc = pe_phash_thumb(im, parts[i].x0, parts[i].y0, parts[i].x1, parts[i].y1, t)))
+            return rc;
+        if (thumb_std(t) < FLAT_STD) continue;
+        a->ph[a->np] = pe_phash_of_thumb(t, a->o->mode);
+        a->powner[a->np] = (uint32_t)a->n;
+        a->pidx[a->np] = (uint8_t)i;
+        thumb_mini(t, a->pmini + a->np * MINI);
+        a->precur[a->np] = (uint8_t)(recur_part(parts[i].name) &&
+                                     mini_std(a->pmini + a->np * MINI) >= RECUR_STD);
+        a->np++;
+        r->nparts++;
+    }
+    return 0;
+}
+
 static int collect(void *ctx, pe_txn *txn, const pe_set_entry *e, unsigned long lineno) {
     audit *a = ctx;
+    const pe_audit_opts *o = a->o;
     pe_image im = {0};
     pe_info info;
     char hx[PE_KEY_HEX + 1];
     int rc;
     (void)lineno;
+    const int mine = !o->shard_n || pe_audit_shard_of(&e->key, o->shard_n) == o->shard_i;
+    a->nseen++;
+    if (o->index_only && !mine) return 0;
     if ((rc = grow((void **)&a->r, &a->cap, a->n + 1, sizeof *a->r))) return rc;
     rec *r = &a->r[a->n];
     memset(r, 0, sizeof *r);
     r->key = e->key;
     r->count = e->count;
     r->label = e->label;
+    r->mine = (uint8_t)mine;
     r->near_id = r->cluster = r->comp_match = r->ag_match = r->ecluster = NO_ID;
     r->mis_major = PE_LABEL_NONE;
     r->comp_part = r->rec_part = r->ag_part = -1;
-    if ((rc = pe_img_get(txn, &e->key, &im))) {
-        pe_key_to_hex(&e->key, hx);
-        return pe_fail_prefix(rc, "image %s", hx);
-    }
+    pe_img_hdr hd;
+    if ((rc = pe_img_stat(txn, &e->key, &hd))) goto bad_image;
     rc = pe_info_get(txn, &e->key, &info);
     if (rc == PE_ENOTFOUND) {
         memset(&info, 0, sizeof info);
         rc = 0;
     }
     if (rc) goto out;
-    if (a->enc_channels == 1 && im.c == 3) {
-        pe_key_to_hex(&e->key, hx);
-        rc = pe_fail(PE_EFORMAT, "image %s is RGB; the encoder %s takes 1 channel (gray images)", hx,
-                     a->o->encoder->path);
-        goto out;
-    }
-    r->w = im.w;
-    r->h = im.h;
-    r->c = im.c;
-    a->nlabeled += e->label != PE_LABEL_NONE;
-    r->occurrences = info.count;
-    r->nsrc = info.n;
-    r->truth = (uint8_t)(a->o->truth == 1 && is_craft(&info));
-    if ((rc = pe_audit_quality(&im, &r->q))) goto out;
-    uint8_t t[PE_PHASH_THUMB];
-    if ((rc = pe_phash_thumb(&im, 0, 0, im.w, im.h, t))) goto out;
-    r->hash = pe_phash_of_thumb(t, a->o->mode);
-    r->part0 = (uint32_t)a->np;
-    if (want_parts(a)) {
-        pe_part parts[PE_AUDIT_MAX_PARTS];
-        int np = pe_audit_parts(im.w, im.h, parts);
-        if ((rc = grow_parts(a, a->np + (size_t)np))) goto out;
-        for (int i = 0; i < np; i++) {
-            if ((rc = pe_phash_thumb(&im, parts[i].x0, parts[i].y0, parts[i].x1, parts[i].y1, t)))
-                goto out;
-            if (thumb_std(t) < FLAT_STD) continue;
-            a->ph[a->np] = pe_phash_of_thumb(t, a->o->mode);
-            a->powner[a->np] = (uint32_t)a->n;
-            a->pidx[a->np] = (uint8_t)i;
-            thumb_mini(t, a->pmini + a->np * MINI);
-            a->precur[a->np] = (uint8_t)(recur_part(parts[i].name) &&
-                                         mini_std(a->pmini + a->np * MINI) >= RECUR_STD);
-            a->np++;
-            r->nparts++;
+    int kept = 0;
+    if (o->store_index != PE_AUDIT_INDEX_OFF) {
+        const void *v;
+        size_t len;
+        rc = pe_derived_get(txn, &e->key, record_tag(o->mode), &v, &len);
+        if (rc == 0) rc = kept = record_decode(a, r, v, len, want_parts(a));
+        if (rc == 1 || rc == PE_ENOTFOUND) rc = 0;
+        if (rc) goto out;
+        if (kept && (r->w != hd.w || r->h != hd.h || r->c != hd.c)) { /* not this image's */
+            a->np = r->part0;
+            kept = 0;
         }
     }
+    if (!kept) {
+        if ((rc = pe_img_get(txn, &e->key, &im))) goto bad_image;
+        /* a record kept for later holds the parts whatever the scans */
+        const int keep = o->store_index == PE_AUDIT_INDEX_READWRITE;
+        if ((rc = measure(a, r, &im, want_parts(a) || keep))) goto out;
+        r->fresh = (uint8_t)keep;
+        a->nfresh++;
+    }
+    if (a->enc_channels == 1 && r->c == 3) {
+        pe_key_to_hex(&e->key, hx);
+        rc = pe_fail(PE_EFORMAT, "image %s is RGB; the encoder %s takes 1 channel (gray images)", hx,
+                     o->encoder->path);
+        goto out;
+    }
+    a->nlabeled += e->label != PE_LABEL_NONE;
+    a->nmine += (size_t)mine;
+    r->occurrences = info.count;
+    r->nsrc = info.n;
+    r->truth = (uint8_t)(o->truth == 1 && is_craft(&info));
     a->n++;
 out:
     pe_image_free(&im);
     return rc;
+bad_image:
+    pe_key_to_hex(&e->key, hx);
+    return pe_fail_prefix(rc, "image %s", hx);
+}
+
+typedef struct keep_ctx {
+    const audit *a;
+    size_t from, to;
+} keep_ctx;
+
+static int keep_body(void *ctx, pe_txn *txn) {
+    const keep_ctx *k = ctx;
+    uint8_t b[REC_MAX];
+    for (size_t i = k->from; i < k->to; i++) {
+        const rec *r = &k->a->r[i];
+        if (!r->fresh) continue;
+        size_t len = record_encode(k->a, r, b);
+        int rc = pe_derived_put(txn, &r->key, record_tag(k->a->o->mode), b, len);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Keeps the records measured this run, a few thousand a write txn (one
+ * txn of a million would outgrow LMDB's dirty-page limit). */
+static int keep_records(const audit *a, pe_store *st) {
+    enum { CHUNK = 4096 };
+    for (size_t i = 0; i < a->n; i += CHUNK) {
+        keep_ctx k = {a, i, i + CHUNK < a->n ? i + CHUNK : a->n};
+        int rc = pe_store_write(st, keep_body, &k);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 static int collect_against(void *ctx, pe_txn *txn, const pe_set_entry *e, unsigned long lineno) {
@@ -562,6 +723,7 @@ static int scan_composite(audit *a, const pe_hindex *full, const pe_hindex *agai
     for (uint32_t i = 0; i < a->n; i++) {
         rec *r = &a->r[i];
         int best = sr + 1;
+        if (!r->mine) continue; /* another shard's: its score is not printed */
         for (uint32_t p = r->part0; p < r->part0 + r->nparts; p++) {
             match_ctx c = {a, i, sr + 1, NO_ID, 1};
             if ((rc = pe_hindex_query(full, a->ph[p], sr, match_hit, &c))) return rc;
@@ -594,6 +756,7 @@ static int scan_against(audit *a, const pe_hindex *against) {
     for (uint32_t i = 0; i < a->n; i++) {
         rec *r = &a->r[i];
         int best = sr + 1;
+        if (!r->mine) continue;
         for (int64_t p = -1; p < (int64_t)r->nparts; p++) {
             uint64_t q = p < 0 ? r->hash : a->ph[r->part0 + p];
             match_ctx g = {a, NO_ID, sr + 1, NO_ID, 0};
@@ -643,6 +806,7 @@ static int scan_recurring(audit *a, const pe_hindex *parts) {
     owners_ctx c = {a, 0, NULL, NULL, 0, 0};
     for (uint32_t i = 0; i < a->n; i++) {
         rec *r = &a->r[i];
+        if (!r->mine) continue;
         for (uint32_t p = r->part0; p < r->part0 + r->nparts; p++) {
             if (!a->precur[p]) continue;
             c.self = i;
@@ -1141,6 +1305,7 @@ static int score_all(audit *a, tally *t, uint64_t *npos_out) {
     for (size_t i = 0; i < a->n; i++) {
         rec *r = &a->r[i];
         int any_poison = 0;
+        if (!r->mine) continue;
         npos += r->truth;
         for (int s = 0; s < PE_SCAN_COUNT; s++) {
             if (!(a->scans & BIT(s))) continue;
@@ -1173,11 +1338,15 @@ static int score_all(audit *a, tally *t, uint64_t *npos_out) {
         free(pos);
         return pe_fail(ENOMEM, "audit: out of memory");
     }
-    for (size_t i = 0; i < a->n; i++) pos[i] = a->r[i].truth;
+    size_t m = 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->r[i].mine) pos[m++] = a->r[i].truth;
     for (int s = 0; s < PE_SCAN_COUNT; s++) {
         if (!(a->scans & BIT(s))) continue;
-        for (size_t i = 0; i < a->n; i++) sc[i] = a->r[i].score[s];
-        t[s].auc = pe_audit_auc(sc, pos, a->n);
+        m = 0;
+        for (size_t i = 0; i < a->n; i++)
+            if (a->r[i].mine) sc[m++] = a->r[i].score[s];
+        t[s].auc = pe_audit_auc(sc, pos, m);
     }
     free(sc);
     free(pos);
@@ -1188,6 +1357,7 @@ static void print_findings(const audit *a, FILE *out) {
     const pe_audit_opts *o = a->o;
     for (size_t i = 0; i < a->n; i++) {
         const rec *r = &a->r[i];
+        if (!r->mine) continue;
         for (int s = 0; s < PE_SCAN_COUNT; s++) {
             if (!(a->scans & BIT(s))) continue;
             if (!r->suspect[s] && !o->all) continue;
@@ -1216,7 +1386,13 @@ static const char *audited_name(const audit *a) { return a->o->set ? a->o->set :
 static void print_summary(const audit *a, const tally *t, uint64_t npos, FILE *err) {
     const pe_audit_opts *o = a->o;
     const int any_proper = (a->scans & POISON_PROPER) != 0;
-    fprintf(err, "%s: %zu images in '%s'", o->prog, a->n, pe_esc(audited_name(a)));
+    if (o->shard_n)
+        fprintf(err, "%s: shard %" PRIu32 "/%" PRIu32 ": %zu of the %zu images in '%s'", o->prog,
+                o->shard_i, o->shard_n, a->nmine, a->n, pe_esc(audited_name(a)));
+    else
+        fprintf(err, "%s: %zu images in '%s'", o->prog, a->n, pe_esc(audited_name(a)));
+    if (o->store_index != PE_AUDIT_INDEX_OFF)
+        fprintf(err, " (%zu measured, %zu from the store's index)", a->nfresh, a->n - a->nfresh);
     if (o->against) fprintf(err, ", %zu in --against '%s'", a->na, pe_esc(o->against));
     fprintf(err, "; hash %s, radius %d, part radius %d", pe_phash_mode_name(o->mode), o->radius,
             o->part_radius);
@@ -1260,6 +1436,9 @@ void pe_audit_json_summary(FILE *f, const audit *a, const tally *t, uint64_t npo
     fputs("{\"type\":\"summary\",\"set\":\"", f);
     pe_audit_json_str(f, audited_name(a), in_script);
     fprintf(f, "\",\"images\":%zu", a->n);
+    if (o->shard_n)
+        fprintf(f, ",\"shard\":\"%" PRIu32 "/%" PRIu32 "\",\"shard_images\":%zu", o->shard_i,
+                o->shard_n, a->nmine);
     if (o->against) {
         fputs(",\"against\":\"", f);
         pe_audit_json_str(f, o->against, in_script);
@@ -1321,6 +1500,7 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
     a->scans = o->scans;
     if (!o->against) a->scans &= ~BIT(PE_SCAN_AGAINST);
     if (!o->encoder) a->scans &= ~GROUP_EMBED;
+    if (o->index_only) a->scans = 0;
     pe_txn *txn = NULL;
     pe_hindex *full = NULL, *ag = NULL, *parts = NULL;
     pe_encoder *enc = NULL;
@@ -1381,7 +1561,7 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
                               collect, a)))
         goto out;
     if (!o->set) {
-        if (!a->n) {
+        if (!a->nseen) {
             rc = pe_fail(PE_ENOTFOUND, "no keys on stdin: nothing to audit");
             goto out;
         }
@@ -1433,6 +1613,26 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
         goto out;
     pe_txn_abort(txn);
     txn = NULL;
+    if (o->store_index == PE_AUDIT_INDEX_READWRITE && a->nfresh &&
+        (rc = keep_records(a, st))) {
+        /* the audit does not need them: say so and go on, unless keeping
+         * them was the job */
+        if (o->index_only) goto out;
+        if (!o->quiet)
+            fprintf(err, "%s: warning: the %zu images measured were not kept in the store's "
+                    "index (%s); the next audit measures them again\n", o->prog, a->nfresh,
+                    pe_errmsg());
+        rc = 0;
+    }
+    if (o->index_only) {
+        if (!o->quiet) {
+            fprintf(err, "%s: index of '%s'", o->prog, pe_esc(audited_name(a)));
+            if (o->shard_n) fprintf(err, ", shard %" PRIu32 "/%" PRIu32, o->shard_i, o->shard_n);
+            fprintf(err, ": %zu images, %zu measured, %zu kept already\n", a->n, a->nfresh,
+                    a->n - a->nfresh);
+        }
+        goto out;
+    }
     if (o->truth == 2)
         for (size_t i = 0; i < a->n; i++)
             a->r[i].truth = a->nt && bsearch(&a->r[i].key, a->tk, a->nt, sizeof *a->tk, cmp_key);

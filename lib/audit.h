@@ -86,7 +86,28 @@ typedef struct pe_audit_opts {
     int threads;          /* compute threads; 0 = online CPUs */
     int k;                /* neighbours (10) */
     size_t embed_max;     /* images above which they are refused (100000) */
+    /* the per-image records kept in the store (pe_derived_*): measures,
+     * hashes and part hashes, so a later audit reads pixels only of the
+     * images it has not seen */
+    int store_index;      /* PE_AUDIT_INDEX_* (default READWRITE) */
+    int index_only;       /* compute and keep the records; no scans, no output */
+    /* --shard i/n: audit only the images whose key's first 64 bits (big
+     * endian, the first 16 hex digits) are i modulo n; the pairwise
+     * scans still search the whole set. shard_n 0: no sharding. */
+    uint32_t shard_i, shard_n;
 } pe_audit_opts;
+
+enum {
+    PE_AUDIT_INDEX_OFF = 0,       /* compute everything from pixels */
+    PE_AUDIT_INDEX_READ = 1,      /* use kept records, keep none (read-only store) */
+    PE_AUDIT_INDEX_READWRITE = 2, /* use them, and keep the new ones */
+};
+
+/* The shard of a key: its first 8 bytes as a big-endian integer modulo n. */
+uint32_t pe_audit_shard_of(const pe_key *key, uint32_t n);
+/* The bytes of an image's kept record (exposed for the tests): what
+ * collect keeps. See docs/store-format.md. */
+#define PE_AUDIT_RECORD_VERSION 1
 
 /* Defaults: every scan (against only when o->against is set at run
  * time, the embedding scans only with o->encoder, mislabel only on a set

@@ -45,6 +45,8 @@ typedef struct rec {
     uint32_t nsrc;
     uint64_t hash;
     uint8_t truth;
+    uint8_t mine;     /* in the audited shard (1 when not sharding) */
+    uint8_t fresh;    /* measured this run: to be kept in the store */
     pe_quality q;
     uint32_t part0;   /* first of its parts in the part arrays */
     uint8_t nparts;   /* informative parts hashed */
@@ -84,6 +86,9 @@ typedef struct audit {
     uint8_t *pmini;  /* (np, 64) 8x8 block means of each part's thumbnail */
     uint8_t *precur; /* (np) 1: the recurring scan compares this part */
     size_t np, pcap;
+    size_t nfresh;   /* records measured from pixels this run */
+    size_t nmine;    /* records in the audited shard */
+    size_t nseen;    /* entries read, in the shard or not */
     /* against */
     pe_key *ak;
     uint64_t *ah;

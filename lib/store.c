@@ -46,6 +46,8 @@
 struct pe_store {
     MDB_env *env;
     MDB_dbi meta, img, info, set, cls;
+    MDB_dbi derived; /* the `audit` database; valid when has_derived */
+    int has_derived;
     char *path;
     unsigned flags;
     int refs;
@@ -238,6 +240,11 @@ static int open_dbs(pe_store *st, int create) {
         }
         goto mdbfail;
     }
+    /* derived records came after version 1's first programs: a store
+     * opened read-only may lack the database, and then has none */
+    rc = mdb_dbi_open(t, "audit", f, &st->derived);
+    if (rc == 0) st->has_derived = 1;
+    else if (rc != MDB_NOTFOUND) goto mdbfail;
     rc = mdb_txn_commit(t);
     t = NULL;
     if (rc) return mdb_fail(rc, "opening", st);
@@ -748,13 +755,65 @@ int pe_img_put_keyed(pe_txn *x, const pe_image *im, const pe_key *keyp,
     return 0;
 }
 
+/* ---- derived records ---- */
+static void derived_key(uint8_t *b, const pe_key *key, uint8_t tag) {
+    memcpy(b, key->b, PE_KEY_LEN);
+    b[PE_KEY_LEN] = tag;
+}
+
+int pe_derived_get(pe_txn *x, const pe_key *key, uint8_t tag, const void **val, size_t *len) {
+    if (!x->st->has_derived) return PE_ENOTFOUND;
+    uint8_t b[PE_KEY_LEN + 1];
+    derived_key(b, key, tag);
+    MDB_val k = {sizeof b, b}, v;
+    int rc = mdb_get(x->t, x->st->derived, &k, &v);
+    if (rc == MDB_NOTFOUND) return PE_ENOTFOUND;
+    if (rc) return mdb_fail(rc, "reading a derived record", x->st);
+    *val = v.mv_data;
+    *len = v.mv_size;
+    return 0;
+}
+
+int pe_derived_put(pe_txn *x, const pe_key *key, uint8_t tag, const void *val, size_t len) {
+    /* a writable open creates the database; only a read-only one lacks it */
+    if (!x->st->has_derived)
+        return pe_fail(PE_EUSAGE, "%s: opened read-only: no derived records can be stored",
+                       x->st->path);
+    uint8_t b[PE_KEY_LEN + 1];
+    derived_key(b, key, tag);
+    MDB_val k = {sizeof b, b}, v = {len, (void *)val};
+    int rc = mdb_put(x->t, x->st->derived, &k, &v, 0);
+    if (rc) return mdb_fail(rc, "storing a derived record", x->st);
+    return 0;
+}
+
+/* Every derived record of key: they are the keys key || tag, one range. */
+static int derived_del(pe_txn *x, const pe_key *key) {
+    if (!x->st->has_derived) return 0;
+    MDB_cursor *c;
+    uint8_t b[PE_KEY_LEN + 1];
+    derived_key(b, key, 0);
+    MDB_val k = {sizeof b, b}, v;
+    int rc = mdb_cursor_open(x->t, x->st->derived, &c);
+    if (rc) return mdb_fail(rc, "deleting derived records", x->st);
+    for (;;) { /* seek again after each delete */
+        k = (MDB_val){sizeof b, b};
+        if ((rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE))) break;
+        if (k.mv_size != PE_KEY_LEN + 1 || memcmp(k.mv_data, key->b, PE_KEY_LEN)) break;
+        if ((rc = mdb_cursor_del(c, 0))) break;
+    }
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND) return mdb_fail(rc, "deleting derived records", x->st);
+    return 0;
+}
+
 int pe_img_del(pe_txn *x, const pe_key *key) {
     MDB_val k = {PE_KEY_LEN, (void *)key->b};
     int rc = mdb_del(x->t, x->st->img, &k, NULL);
     if (rc && rc != MDB_NOTFOUND) return mdb_fail(rc, "deleting an image", x->st);
     rc = mdb_del(x->t, x->st->info, &k, NULL);
     if (rc && rc != MDB_NOTFOUND) return mdb_fail(rc, "deleting info", x->st);
-    return 0;
+    return derived_del(x, key);
 }
 
 int pe_img_each(pe_txn *x, pe_img_fn fn, void *ctx) {
@@ -1633,6 +1692,19 @@ int pe_store_gc(pe_txn *x, uint64_t *n) {
         }
     }
     if (rc != MDB_NOTFOUND) goto mfail;
+    mdb_cursor_close(c);
+    c = NULL;
+    /* derived records of images no set holds: those just deleted, and any
+     * an older program left behind when it deleted their image */
+    if (x->st->has_derived) {
+        if ((rc = mdb_cursor_open(x->t, x->st->derived, &c))) goto mfail;
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+            if ((k.mv_size != PE_KEY_LEN + 1 || !keyset_has(&ks, k.mv_data)) &&
+                (rc = mdb_cursor_del(c, 0)))
+                goto mfail;
+        if (rc != MDB_NOTFOUND) goto mfail;
+    }
     rc = 0;
     goto out;
 mfail:

@@ -132,7 +132,21 @@ int pe_img_stat(pe_txn *txn, const pe_key *key, pe_img_hdr *hdr);
  * with pe_image_free). Checks w*h*c against the value length. */
 int pe_img_get(pe_txn *txn, const pe_key *key, pe_image *out);
 int pe_img_exists(pe_txn *txn, const pe_key *key); /* 1, 0, or <0 error */
-int pe_img_del(pe_txn *txn, const pe_key *key);    /* img and info */
+int pe_img_del(pe_txn *txn, const pe_key *key);    /* img, info, derived */
+
+/* ---- derived records ----
+ * What a program computed from an image's pixels and keeps for the next
+ * run (pe-audit's per-image measures and hashes), in the `audit` database
+ * under the image key plus a tag byte naming the kind of record. The key
+ * names the pixels, so a record never goes stale; its value carries its
+ * own version (the caller's business). pe_img_del deletes them with the
+ * image.
+ * pe_derived_get: 0 with *val (valid until the txn ends or renews) and
+ * *len, PE_ENOTFOUND (none, or a read-only store made before the
+ * database existed), or a store error.
+ * pe_derived_put: write txns only; replaces. */
+int pe_derived_get(pe_txn *txn, const pe_key *key, uint8_t tag, const void **val, size_t *len);
+int pe_derived_put(pe_txn *txn, const pe_key *key, uint8_t tag, const void *val, size_t len);
 
 /* Provenance read back: total occurrences recorded and up to
  * PE_INFO_MAX_SOURCES entries (views into the txn). */

@@ -129,6 +129,49 @@ static void test_put_get(void) {
     pe_store_close(st);
 }
 
+/* Derived records: per (key, tag), replaced by a put, deleted with the
+ * image, and absent (not an error) where never stored. */
+static void test_derived(void) {
+    pe_store *st = open_new("derived.lmdb");
+    pe_txn *t;
+    pe_image a = {0}, b = {0};
+    fill(&a, 8, 8, 1, 3);
+    fill(&b, 9, 8, 1, 4);
+    pe_key ka, kb;
+    int existed;
+    const void *v;
+    size_t len;
+    CHECK_OK(pe_txn_begin(st, 1, &t));
+    CHECK_OK(pe_img_put(t, &a, PE_ENC_RAW, NULL, &ka, &existed));
+    CHECK_OK(pe_img_put(t, &b, PE_ENC_RAW, NULL, &kb, &existed));
+    CHECK_RC(pe_derived_get(t, &ka, 1, &v, &len), PE_ENOTFOUND);
+    CHECK_OK(pe_derived_put(t, &ka, 1, "one", 3));
+    CHECK_OK(pe_derived_put(t, &ka, 2, "two!", 4));
+    CHECK_OK(pe_derived_put(t, &kb, 1, "b", 1));
+    CHECK_OK(pe_derived_put(t, &ka, 1, "uno", 3)); /* replaces */
+    CHECK_OK(pe_txn_commit(t));
+    CHECK_OK(pe_txn_begin(st, 0, &t));
+    CHECK_OK(pe_derived_get(t, &ka, 1, &v, &len));
+    CHECK(len == 3 && !memcmp(v, "uno", 3));
+    CHECK_OK(pe_derived_get(t, &ka, 2, &v, &len));
+    CHECK(len == 4 && !memcmp(v, "two!", 4));
+    CHECK_RC(pe_derived_get(t, &ka, 3, &v, &len), PE_ENOTFOUND);
+    pe_txn_abort(t);
+    /* deleting an image deletes its records, and only its */
+    CHECK_OK(pe_txn_begin(st, 1, &t));
+    CHECK_OK(pe_img_del(t, &ka));
+    CHECK_OK(pe_txn_commit(t));
+    CHECK_OK(pe_txn_begin(st, 0, &t));
+    CHECK_RC(pe_derived_get(t, &ka, 1, &v, &len), PE_ENOTFOUND);
+    CHECK_RC(pe_derived_get(t, &ka, 2, &v, &len), PE_ENOTFOUND);
+    CHECK_OK(pe_derived_get(t, &kb, 1, &v, &len));
+    CHECK(len == 1 && !memcmp(v, "b", 1));
+    pe_txn_abort(t);
+    pe_image_free(&a);
+    pe_image_free(&b);
+    pe_store_close(st);
+}
+
 /* One image submitted many times keeps a count and the first sources only. */
 static void test_info_bounded(void) {
     pe_store *st = open_new("b.lmdb");
@@ -528,6 +571,7 @@ int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     RUN(test_key_python);
     RUN(test_put_get);
+    RUN(test_derived);
     RUN(test_info_bounded);
     RUN(test_collision);
     RUN(test_corrupt_record);
