@@ -127,8 +127,28 @@ cut -f1 lines.txt | LC_ALL=C sort -c 2>/dev/null || fail "not in key order"
 [ "$(wc -l < lines.txt)" = "$(grep -c '"suspect":true' all.json)" ] || fail "lines and JSON differ"
 expect_rc 0 pe-audit --set audited -e enc.st -j 1 --scan embed
 cmp -s out lines.txt || fail "-j 1 and -j 2 differ"
+# another batch blocks the BLAS's matrix products differently on some
+# machines: the same scores to rounding, not always the same bits
 expect_rc 0 pe-audit $au --scan embed --all --json -b 7
-cmp -s out all.json || fail "--batch 7 changed the scores of a small encoder"
+$PY - all.json out <<'PYEOF' || fail "--batch 7 changed the scores of a small encoder"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b), (len(a), len(b))
+moved = 0
+for x, y in zip(a, b):
+    if x["type"] != "finding":
+        continue
+    assert (x["key"], x["scan"]) == (y["key"], y["scan"]), (x["key"], y["key"])
+    if x["scan"] == "mislabel":
+        # votes of neighbours: a near tie among the 10th and 11th can swap
+        moved += x["score"] != y["score"]
+    else:
+        assert abs(x["score"] - y["score"]) <= 1e-5, (x["key"], x["scan"], x["score"], y["score"])
+n = sum(1 for x in a if x.get("scan") == "mislabel")
+assert moved <= n // 50, ("mislabel scores moved", moved, "of", n)
+print("batch 7: mislabel scores moved", moved, "of", n)
+PYEOF
 # the other scans are unchanged by an encoder
 expect_rc 0 pe-audit --set audited --scan dup,quality,poison
 cp out plain.txt
