@@ -47,7 +47,16 @@ static void usage(FILE *f) {
 "      --jitter J         target scale drawn in [1-J, 1+J] (default 0)\n"
 "      --offset N         reference shifted by up to N pixels (default 0)\n"
 "      --draw D           references drawn uniform (default) or round-robin\n"
-"      --distinct         every poisoning input different; fail otherwise\n"
+"      --distinct         every poisoning input different (and, with\n"
+"                         --perturb, every copy of a target); fail otherwise\n"
+"      --size WxH|same    resize each finished poison to WxH (bilinear,\n"
+"                         aspect not kept), or to its target's own size\n"
+"      --perturb LIST     perturb each copy of a target before it is placed,\n"
+"                         LIST of KIND=STRENGTH, applied in this order:\n"
+"                           crop=N      up to N pixels off each edge, resized back\n"
+"                           resample=A  scaled by a factor in [1-A, 1+A] and back\n"
+"                           color=V     an offset in [-V, V] per channel\n"
+"                           jpeg=Q      a JPEG round trip at quality Q\n"
 "      --seed N           seed (default 1)\n"
 "      --set NAME         also record the poisons in set NAME (unlabeled,\n"
 "                         with counts); replaces it with --force\n"
@@ -231,7 +240,8 @@ static int body(void *ctx, pe_txn *t) {
 
 enum {
     O_TARGETS = 256, O_TCLASS, O_REFS, O_LABELS, O_COUNT, O_PER, O_RATE, O_FOR, O_LAYOUTS,
-    O_FIT, O_GAP, O_FILL, O_JITTER, O_OFFSET, O_DRAW, O_DISTINCT, O_SEED, O_SET, O_VERSION
+    O_FIT, O_GAP, O_FILL, O_JITTER, O_OFFSET, O_DRAW, O_DISTINCT, O_SEED, O_SET, O_VERSION,
+    O_SIZE, O_PERTURB
 };
 
 int main(int argc, char **argv) {
@@ -243,7 +253,8 @@ int main(int argc, char **argv) {
         {"layouts", 1, 0, O_LAYOUTS}, {"fit", 1, 0, O_FIT}, {"gap", 1, 0, O_GAP},
         {"fill", 1, 0, O_FILL}, {"jitter", 1, 0, O_JITTER}, {"offset", 1, 0, O_OFFSET},
         {"draw", 1, 0, O_DRAW}, {"distinct", 0, 0, O_DISTINCT}, {"seed", 1, 0, O_SEED},
-        {"set", 1, 0, O_SET}, {"force", 0, 0, 'f'}, {"quiet", 0, 0, 'q'},
+        {"set", 1, 0, O_SET}, {"size", 1, 0, O_SIZE}, {"perturb", 1, 0, O_PERTURB},
+        {"force", 0, 0, 'f'}, {"quiet", 0, 0, 'q'},
         {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0}};
     job J, *j = &J;
     memset(j, 0, sizeof J);
@@ -307,6 +318,13 @@ int main(int argc, char **argv) {
             if (pe_ref_draw_parse(optarg, &j->co.draw)) return pe_cli_usage(prog, "%s", pe_errmsg());
             break;
         case O_DISTINCT: j->co.distinct = 1; break;
+        case O_SIZE:
+            if (pe_craft_size_parse(optarg, &j->co)) return pe_cli_usage(prog, "--size: %s", pe_errmsg());
+            break;
+        case O_PERTURB:
+            if (pe_perturb_parse(optarg, &j->co.perturb))
+                return pe_cli_usage(prog, "--perturb: %s", pe_errmsg());
+            break;
         case O_SEED:
             if (pe_parse_u64(optarg, 0, UINT64_MAX, &j->co.seed))
                 return pe_cli_usage(prog, "--seed: %s", pe_errmsg());

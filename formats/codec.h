@@ -1,6 +1,7 @@
 /*
  * codec.h - decoding encoded image files (JPEG, PNG, TIFF, PNM, BMP) into a
- * pe_image, and encoding PNG for export.
+ * pe_image, and encoding PNG for export and JPEG for pe-craft's
+ * perturbations.
  *
  * Not for: dataset containers (IDX, CIFAR, STL-10, tar: see dataset.h) or
  * canonicalisation beyond what a decoder does cheaply (DCT scaling).
@@ -90,6 +91,13 @@ int pe_exif_orientation(const uint8_t *buf, size_t len);
 /* Encodes im as an 8-bit gray or RGB PNG into a malloc'd buffer (*out,
  * *out_len; caller frees). Returns 0, ENOMEM or PE_EFORMAT. */
 int pe_encode_png(const pe_image *im, uint8_t **out, size_t *out_len);
+
+/* Encodes im as a baseline JPEG at quality 1..100 with Pillow's defaults
+ * for Image.save(..., quality=Q) (gray stays gray; colour is YCbCr 4:2:0;
+ * the islow DCT), so the bytes decode to what Pillow's round trip gives.
+ * Same ownership. Returns 0, ENOMEM, PE_EUSAGE (quality), PE_EUNSUPPORTED
+ * (a side over 65500) or PE_EFORMAT. */
+int pe_encode_jpeg(const pe_image *im, int quality, uint8_t **out, size_t *out_len);
 
 /* Encodes im as binary PGM (c=1) or PPM (c=3); same ownership. */
 int pe_encode_pnm(const pe_image *im, uint8_t **out, size_t *out_len);

@@ -5,15 +5,17 @@
  * Image.open(...).convert() would see them: gray -> 1 channel; YCbCr, RGB,
  * CMYK and YCCK -> 3 channels; EXIF orientation applied; optional DCT
  * scaling; limits on pixels, progressive scans and time.
- * Not for: encoding, colour management (ICC profiles are ignored, as by
- * Pillow's convert), 12-bit JPEG (libjpeg rejects it: PE_EFORMAT), or the
- * TurboJPEG API.
+ * Also encoding, as Pillow's Image.save(..., quality=Q) does with its
+ * defaults (pe-craft's JPEG perturbation: a JPEG round trip of a target).
+ * Not for: colour management (ICC profiles are ignored, as by Pillow's
+ * convert), 12-bit JPEG (libjpeg rejects it: PE_EFORMAT), or the TurboJPEG
+ * API.
  *
  * libjpeg reports errors by calling error_exit, which must not return: ours
  * longjmps back into jpeg_run(). Everything jpeg_run() acquires lives in a
  * jpeg_ctx owned by the caller's frame, so the longjmp never leaves a local
  * of the setjmp frame indeterminate and pe_decode_jpeg() frees it all in
- * one place.
+ * one place. The encoder does the same with its own context.
  */
 #include "codec.h"
 #include "pe.h"
@@ -307,6 +309,120 @@ int pe_decode_jpeg(const uint8_t *buf, size_t len, const pe_decode_opts *opts,
 
 cleanup:
     pe_image_free(&ctx->im);
+    free(ctx);
+    return rc;
+}
+
+/* ---- encoding ---- */
+
+typedef struct jpeg_enc_ctx {
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr err;
+    struct jpeg_destination_mgr dest;
+    jmp_buf jb;
+    int rc;
+    char msg[JMSG_LENGTH_MAX + 64];
+    uint8_t *buf;   /* the output so far, grown by doubling; owned by the ctx */
+    size_t cap;     /* bytes allocated at buf */
+    size_t len;     /* bytes written, set when the stream is finished */
+} jpeg_enc_ctx;
+
+static _Noreturn void enc_jump(jpeg_enc_ctx *ctx, int rc, const char *text) {
+    snprintf(ctx->msg, sizeof ctx->msg, "%s", text);
+    ctx->rc = rc;
+    longjmp(ctx->jb, 1);
+}
+
+static void enc_on_error_exit(j_common_ptr cinfo) {
+    char text[JMSG_LENGTH_MAX];
+    (*cinfo->err->format_message)(cinfo, text);
+    enc_jump(cinfo->client_data,
+             cinfo->err->msg_code == JERR_OUT_OF_MEMORY ? ENOMEM : PE_EFORMAT, text);
+}
+
+static void enc_init_destination(j_compress_ptr cinfo) {
+    jpeg_enc_ctx *ctx = cinfo->client_data;
+    cinfo->dest->next_output_byte = ctx->buf;
+    cinfo->dest->free_in_buffer = ctx->cap;
+}
+
+/* Called with the buffer full: keep what is there and go on past it. */
+static boolean enc_empty_output_buffer(j_compress_ptr cinfo) {
+    jpeg_enc_ctx *ctx = cinfo->client_data;
+    size_t cap = ctx->cap * 2;
+    uint8_t *b = cap > ctx->cap ? realloc(ctx->buf, cap) : NULL;
+    if (!b) enc_jump(ctx, ENOMEM, "out of memory for the JPEG stream");
+    ctx->buf = b;
+    cinfo->dest->next_output_byte = b + ctx->cap;
+    cinfo->dest->free_in_buffer = cap - ctx->cap;
+    ctx->cap = cap;
+    return TRUE;
+}
+
+static void enc_term_destination(j_compress_ptr cinfo) {
+    jpeg_enc_ctx *ctx = cinfo->client_data;
+    ctx->len = ctx->cap - cinfo->dest->free_in_buffer;
+}
+
+/* Compresses im into ctx->buf. Every exit leaves the resources in ctx for
+ * pe_encode_jpeg() to release. */
+static int enc_run(jpeg_enc_ctx *ctx, const pe_image *im, int quality) {
+    j_compress_ptr cinfo = &ctx->cinfo;
+    if (setjmp(ctx->jb)) return ctx->rc;
+    jpeg_create_compress(cinfo);
+    cinfo->dest = &ctx->dest;
+    cinfo->image_width = im->w;
+    cinfo->image_height = im->h;
+    cinfo->input_components = (int)im->c;
+    cinfo->in_color_space = im->c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    /* Pillow's defaults: baseline, 4:2:0 chroma for colour, the islow DCT,
+     * the standard tables scaled by quality with baseline limits */
+    jpeg_set_defaults(cinfo);
+    jpeg_set_quality(cinfo, quality, TRUE);
+    jpeg_start_compress(cinfo, TRUE);
+    size_t stride = (size_t)im->w * im->c;
+    while (cinfo->next_scanline < cinfo->image_height) {
+        JSAMPROW row = (JSAMPROW)(im->px + (size_t)cinfo->next_scanline * stride);
+        jpeg_write_scanlines(cinfo, &row, 1);
+    }
+    jpeg_finish_compress(cinfo);
+    return 0;
+}
+
+int pe_encode_jpeg(const pe_image *im, int quality, uint8_t **out, size_t *out_len) {
+    *out = NULL;
+    *out_len = 0;
+    if (!im->px || !im->w || !im->h || (im->c != 1 && im->c != 3))
+        return pe_fail(PE_EFORMAT, "no image to encode");
+    if (im->w > JPEG_MAX_DIMENSION || im->h > JPEG_MAX_DIMENSION)
+        return pe_fail(PE_EUNSUPPORTED, "%ux%u is over JPEG's %d pixels a side", im->w, im->h,
+                       (int)JPEG_MAX_DIMENSION);
+    if (quality < 1 || quality > 100)
+        return pe_fail(PE_EUSAGE, "JPEG quality %d is not in 1..100", quality);
+    jpeg_enc_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return pe_fail(ENOMEM, "out of memory");
+    ctx->cap = pe_image_size(im) / 2 + 1024;
+    if (!(ctx->buf = malloc(ctx->cap))) {
+        free(ctx);
+        return pe_fail(ENOMEM, "out of memory");
+    }
+    ctx->cinfo.err = jpeg_std_error(&ctx->err);
+    ctx->err.error_exit = enc_on_error_exit;
+    ctx->err.output_message = on_output_message;
+    ctx->dest.init_destination = enc_init_destination;
+    ctx->dest.empty_output_buffer = enc_empty_output_buffer;
+    ctx->dest.term_destination = enc_term_destination;
+    ctx->cinfo.client_data = ctx;
+    int rc = enc_run(ctx, im, quality);
+    /* safe after a longjmp, as for decoding */
+    jpeg_destroy_compress(&ctx->cinfo);
+    if (rc) {
+        pe_fail(rc, "JPEG encoding: %s", ctx->msg[0] ? ctx->msg : pe_strerror(rc));
+        free(ctx->buf);
+    } else {
+        *out = ctx->buf;
+        *out_len = ctx->len;
+    }
     free(ctx);
     return rc;
 }
