@@ -33,6 +33,8 @@
 #   PAIRS_FROM [default] the configuration whose first clean encoder picked
 #                      the targets (every sweep attacks the same pairs)
 #   STOP_AFTER []      stop after a stage: data, clean, craft, poisoned
+#   POISONED_SET []    train on this existing set instead of crafting one
+#                      (examples/audit-poisons.sh ASR=1 makes adaptive ones)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -193,8 +195,10 @@ if [ ! -s "$refs" ]; then
     mv "$refs.tmp" "$refs"
 fi
 # the poisoned set depends on the pairs and the poisons only
-poisoned=pre-$N_PRE+$PAIRS_FROM-t${N_TARGETS}x$PER_TARGET-c$CRAFT_SEED
-if ! have_set "$poisoned"; then
+poisoned=${POISONED_SET:-pre-$N_PRE+$PAIRS_FROM-t${N_TARGETS}x$PER_TARGET-c$CRAFT_SEED}
+if [ -n "${POISONED_SET:-}" ]; then
+    have_set "$poisoned" || { log "no set $poisoned (POISONED_SET)"; exit 1; }
+elif ! have_set "$poisoned"; then
     pe-craft --targets "$pairs" --references "$refs" --per-target "$PER_TARGET" \
         --seed "$CRAFT_SEED" --for "$pre" > "$work/$poisoned.lines"
     pe-inject --from "$pre" --to "$poisoned" < "$work/$poisoned.lines"
