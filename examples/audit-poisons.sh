@@ -72,7 +72,7 @@ craft_blind() { # per-target out-lines
         n=$(( per / nsizes + (i < per % nsizes ? 1 : 0) ))
         i=$((i + 1))
         [ "$n" -gt 0 ] || continue
-        pe-craft -q --targets "$pairs" --references "$refs" --per-target "$n" \
+        pe-craft -q --targets "$pairs" --references "$refs" --labels train --per-target "$n" \
             --seed "$((SEED + i))" --layouts "$(layout_of "$sz")" --size "$sz" \
             --perturb "$PERTURB" >> "$out"
     done

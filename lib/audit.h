@@ -107,7 +107,7 @@ enum {
 uint32_t pe_audit_shard_of(const pe_key *key, uint32_t n);
 /* The bytes of an image's kept record (exposed for the tests): what
  * collect keeps. See docs/store-format.md. */
-#define PE_AUDIT_RECORD_VERSION 1
+#define PE_AUDIT_RECORD_VERSION 2
 
 /* Defaults: every scan (against only when o->against is set at run
  * time, the embedding scans only with o->encoder, mislabel only on a set

@@ -44,6 +44,7 @@ typedef struct rec {
     uint64_t occurrences;
     uint32_t nsrc;
     uint64_t hash;
+    uint8_t mini[64]; /* 8x8 block means of its 32x32 thumbnail */
     uint8_t truth;
     uint8_t mine;     /* in the audited shard (1 when not sharding) */
     uint8_t fresh;    /* measured this run: to be kept in the store */
@@ -92,6 +93,8 @@ typedef struct audit {
     /* against */
     pe_key *ak;
     uint64_t *ah;
+    uint8_t *amini;   /* (na, 64) their block means */
+    uint8_t *imini;   /* (n, 64) the audited images' block means, for the scans */
     size_t na, acap;
     /* truth keys from a file, sorted */
     pe_key *tk;
