@@ -1,6 +1,7 @@
 /*
- * pe-train - SimCLR pre-training of an encoder on a set of the store; writes
- * a safetensors checkpoint PyTorch loads. Options: docs/man/pe-train.1.
+ * pe-train - contrastive pre-training (SimCLR or MoCo v2) of an encoder on a
+ * set of the store; writes a safetensors checkpoint PyTorch loads. Options:
+ * docs/man/pe-train.1.
  */
 #include <getopt.h>
 #include <math.h>
@@ -19,7 +20,7 @@ static const char *prog = "pe-train";
 static void usage(FILE *f) {
     fputs(
 "usage: pe-train [options] --set NAME -o FILE.safetensors\n"
-"SimCLR pre-training of an encoder on a set of the store.\n"
+"SimCLR (default) or MoCo v2 pre-training of an encoder on a set of the store.\n"
 "\n"
 "  -S, --store PATH       store (default $PE_STORE, else ./pe.lmdb)\n"
 "  -s, --set NAME         the (unlabeled or labeled) pre-training set\n"
@@ -39,7 +40,13 @@ static void usage(FILE *f) {
 "      --wd X             weight decay (default 1e-6 Adam, 5e-4 SGD)\n"
 "      --momentum X       SGD momentum (default 0.9)\n"
 "      --warmup E         SGD warm-up epochs before the cosine (default 0)\n"
-"      --temperature T    NT-Xent temperature (default 0.5)\n"
+"      --temperature T    NT-Xent / InfoNCE temperature (default 0.5 simclr,\n"
+"                         0.2 moco)\n"
+"      --method M         simclr (default) or moco (MoCo v2: momentum key\n"
+"                         encoder, queue of negatives)\n"
+"      --moco-queue K     moco: negatives in the queue, a multiple of the\n"
+"                         batch (default 4096)\n"
+"      --moco-momentum M  moco: key encoder momentum, 0 to 1 (default 0.999)\n"
 "      --seed N           seed of init, order and augmentations (default 1)\n"
 "  -j, --threads N        compute threads (default: online CPUs)\n"
 "      --crop-scale LO,HI RandomResizedCrop area range (default 0.08,1)\n"
@@ -84,7 +91,7 @@ enum { O_RESUME = 256, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_EPOCHS, O_OPTIM,
        O_LR, O_WD, O_MOMENTUM, O_WARMUP, O_TEMP, O_SEED, O_SCALE, O_RATIO,
        O_JITTER, O_PFLIP, O_PJITTER, O_PGRAY, O_MEAN, O_STD, O_LOG, O_KNNSET,
        O_KNNBANK, O_KNNK, O_KNNT, O_KNNLIMIT, O_MAXSTEPS, O_INIT, O_CROPMODE,
-       O_LOCALSCALE, O_PLATEAU, O_VERSION };
+       O_LOCALSCALE, O_PLATEAU, O_METHOD, O_MOCOQUEUE, O_MOCOMOM, O_VERSION };
 
 int main(int argc, char **argv) {
     if (pe_cli_init_fds()) return PE_EXIT_ERROR;
@@ -102,13 +109,16 @@ int main(int argc, char **argv) {
         {"knn-k", 1, 0, O_KNNK}, {"knn-t", 1, 0, O_KNNT}, {"knn-limit", 1, 0, O_KNNLIMIT},
         {"max-steps", 1, 0, O_MAXSTEPS}, {"init", 1, 0, O_INIT},
         {"crop-mode", 1, 0, O_CROPMODE}, {"local-scale", 1, 0, O_LOCALSCALE},
-        {"stop-plateau", 1, 0, O_PLATEAU}, {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION},
+        {"stop-plateau", 1, 0, O_PLATEAU}, {"method", 1, 0, O_METHOD},
+        {"moco-queue", 1, 0, O_MOCOQUEUE}, {"moco-momentum", 1, 0, O_MOCOMOM},
+        {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION},
         {0, 0, 0, 0}};
     pe_train_opts o;
     pe_train_opts_default(&o);
     o.prog = prog;
     const char *store = NULL;
     int c, lr_set = 0, wd_set = 0, have_mean = 0, have_std = 0, local_scale_set = 0;
+    int temp_set = 0, moco_set = 0;
     double d, l[4];
     uint64_t u;
     opterr = 0;
@@ -151,7 +161,7 @@ int main(int argc, char **argv) {
         case O_WD: NUM(0, 0.999, o.wd); wd_set = 1; break;
         case O_MOMENTUM: NUM(0, 0.999, o.momentum); break;
         case O_WARMUP: NUM(0, 1e6, o.warmup); break;
-        case O_TEMP: NUM(1e-3, 100, o.temperature); break;
+        case O_TEMP: NUM(1e-3, 100, o.temperature); temp_set = 1; break;
         case O_SEED: INT(0, UINT64_MAX, o.seed); break;
         case 'j': INT(1, 256, o.threads); break;
         case O_SCALE:
@@ -212,6 +222,23 @@ int main(int argc, char **argv) {
             local_scale_set = 1;
             break;
         case O_PLATEAU: INT(1, 1000000, o.stop_plateau); break;
+        case O_METHOD:
+            if (!strcmp(optarg, "simclr")) o.method = PE_METHOD_SIMCLR;
+            else if (!strcmp(optarg, "moco")) o.method = PE_METHOD_MOCO;
+            else return pe_cli_usage(prog, "--method takes simclr or moco");
+            break;
+        case O_MOCOQUEUE:
+            if (pe_parse_u64(optarg, 1, PE_MOCO_QUEUE_MAX, &u))
+                return pe_cli_usage(prog, "--moco-queue: %s", pe_errmsg());
+            o.moco_queue = (int)u;
+            moco_set = 1;
+            break;
+        case O_MOCOMOM:
+            if (pe_parse_double(optarg, 0, 1, &d))
+                return pe_cli_usage(prog, "--moco-momentum: %s", pe_errmsg());
+            o.moco_momentum = d;
+            moco_set = 1;
+            break;
         case 'h': usage(stdout); return PE_EXIT_OK;
         case O_VERSION: printf("pe-train %s\n", PE_VERSION_STRING); return PE_EXIT_OK;
         case ':': return pe_cli_usage(prog, "option '%s' needs a value", argv[optind - 1]);
@@ -226,6 +253,14 @@ int main(int argc, char **argv) {
     if (o.optim == PE_OPT_SGD) {
         if (!lr_set) o.lr = 0.06;
         if (!wd_set) o.wd = 5e-4;
+    }
+    if (o.method == PE_METHOD_MOCO) {
+        if (!temp_set) o.temperature = 0.2f;
+        if (o.moco_queue % o.batch)
+            return pe_cli_usage(prog, "--moco-queue %d is not a multiple of the batch (%d)",
+                                o.moco_queue, o.batch);
+    } else if (moco_set) {
+        return pe_cli_usage(prog, "--moco-queue and --moco-momentum go with --method moco");
     }
     if (o.knn_bank && !o.knn_set) return pe_cli_usage(prog, "--knn-bank goes with --knn-set");
     if (o.init && o.resume)

@@ -121,6 +121,25 @@ struct pe_backend {
     int (*ntxent)(pe_backend *b, int B2, int D, const float *z, float T,
                   float *loss, float *dz);
 
+    /* ---- InfoNCE (MoCo): q (N, D) queries and k (N, D) keys, row i of
+     * each from the same image; queue (K, D) negatives, rows already
+     * L2-normalised. q and k are L2-normalised inside (F.normalize); row i's
+     * logits are [qn_i . kn_i, qn_i . queue_j for j < K] / T (1 + K of them)
+     * and loss = mean over the N rows of cross-entropy with the positive at
+     * index 0. Writes the loss (host float), dq (N, D) = d loss / d q, and
+     * kn (N, D), the normalised keys (no gradient flows to k; the caller
+     * enqueues kn). K >= 1. */
+    int (*infonce)(pe_backend *b, int N, int D, int K, const float *q,
+                   const float *k, const float *queue, float T, float *loss,
+                   float *dq, float *kn);
+
+    /* ---- momentum (EMA) update of a copy: dst = m dst + (1 - m) src
+     * elementwise, with m and 1 - m taken in double and rounded to float,
+     * and the two products rounded before the sum, as PyTorch computes
+     * `k.data = k.data * m + q.data * (1. - m)` in float32. m = 0 copies src,
+     * m = 1 keeps dst (for finite values). */
+    int (*ema)(pe_backend *b, size_t n, const float *src, float *dst, double m);
+
     /* ---- optimisers, on flat parameter arrays ---- */
     /* PyTorch Adam (weight decay added to the gradient, L2 style, not
      * AdamW): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;

@@ -1,8 +1,9 @@
 /*
- * train.c - the SimCLR training loop (see train.h), with its in-run
- * defenses: --init (fine-tune an existing encoder), the localized crop
- * (augment.c draws it; the loader only passes the options on) and
- * --stop-plateau (early stopping on the kNN monitor).
+ * train.c - the training loop (see train.h): SimCLR, or MoCo v2 with its
+ * key encoder and queue; with its in-run defenses: --init (fine-tune an
+ * existing encoder), the localized crop (augment.c draws it; the loader
+ * only passes the options on) and --stop-plateau (early stopping on the
+ * kNN monitor).
  *
  * One loader thread reads records from LMDB and augments the next batch's
  * two views while the compute threads (the backend's pool) run the current
@@ -47,6 +48,9 @@ void pe_train_opts_default(pe_train_opts *o) {
     o->momentum = 0.9;
     o->warmup = 0;
     o->temperature = 0.5f;
+    o->method = PE_METHOD_SIMCLR;
+    o->moco_queue = 4096;
+    o->moco_momentum = 0.999;
     o->seed = 1;
     o->knn_k = 200;
     o->knn_t = 0.5f;
@@ -432,6 +436,12 @@ typedef struct trainer {
      * "fresh" head), from --init or carried over by --resume; owned */
     char *init_meta[3];
     double knn_acc;          /* --stop-plateau: the kNN accuracy of this state */
+    /* --method moco (NULL otherwise): the key encoder, the queue (K, D) and
+     * the batch's normalised keys (B, D) in backend memory, and the next
+     * queue row to overwrite (a multiple of B) */
+    pe_model *key;
+    float *queue, *kn;
+    uint64_t queue_ptr;
 } trainer;
 
 static const char *const init_keys[3] = {"init", "init_xxh3_128", "init_head"};
@@ -447,6 +457,40 @@ static int add_meta(pe_st_writer *w, const char *k, const char *fmt, ...) {
     return pe_st_writer_meta(w, k, v);
 }
 
+/* MoCo's state into w: the key encoder's tensors under "moco.key.", the
+ * queue as "moco.queue" (K, D). The host copies it downloads (*kp, *kb,
+ * *hq) must outlive the write; the caller frees them. */
+static int add_moco(trainer *tr, pe_st_writer *w, float **kp, float **kb, float **hq) {
+    pe_model *k = tr->key;
+    pe_backend *be = tr->be;
+    size_t np = pe_model_nparams(k), nb = pe_model_nbuffers(k);
+    size_t K = (size_t)tr->o->moco_queue, D = (size_t)pe_model_get_cfg(k)->head_out;
+    int rc = 0;
+    *kp = malloc(np * sizeof **kp);
+    *kb = malloc((nb ? nb : 1) * sizeof **kb);
+    *hq = malloc(K * D * sizeof **hq);
+    if (!*kp || !*kb || !*hq) return ENOMEM;
+    if ((rc = be->download(be, *kp, pe_model_params(k), np * sizeof(float))) ||
+        (rc = be->download(be, *kb, pe_model_buffers(k), nb * sizeof(float))) ||
+        (rc = be->download(be, *hq, tr->queue, K * D * sizeof(float))))
+        return rc;
+    for (int i = 0; i < pe_model_ntensors(k) && !rc; i++) {
+        const pe_tensor_info *t = pe_model_tensor(k, i);
+        size_t shape[4];
+        char name[96];
+        for (int j = 0; j < t->ndim; j++) shape[j] = (size_t)t->shape[j];
+        snprintf(name, sizeof name, "moco.key.%s", t->name);
+        if (t->kind == PE_T_COUNT)
+            rc = pe_st_writer_add(w, name, PE_ST_I64, 0, NULL, &pe_model_counts(k)[t->off]);
+        else
+            rc = pe_st_writer_add(w, name, PE_ST_F32, (size_t)t->ndim, shape,
+                                  (t->kind == PE_T_RUNNING ? *kb : *kp) + t->off);
+    }
+    size_t qshape[2] = {K, D};
+    if (!rc) rc = pe_st_writer_add(w, "moco.queue", PE_ST_F32, 2, qshape, *hq);
+    return rc;
+}
+
 static int save_checkpoint(trainer *tr, const char *path) {
     const pe_train_opts *o = tr->o;
     pe_model *m = tr->m;
@@ -454,6 +498,7 @@ static int save_checkpoint(trainer *tr, const char *path) {
     size_t np = pe_model_nparams(m), nb = pe_model_nbuffers(m);
     float *hp = malloc(np * sizeof *hp), *hb = malloc((nb ? nb : 1) * sizeof *hb);
     float *h1 = malloc(np * sizeof *h1), *h2 = o->optim == PE_OPT_ADAM ? malloc(np * sizeof *h2) : NULL;
+    float *kp = NULL, *kb = NULL, *hq = NULL; /* MoCo's state, on the host */
     char (*names)[96] = NULL;
     pe_st_writer *w = NULL;
     int rc = 0, nt = pe_model_ntensors(m);
@@ -488,6 +533,7 @@ static int save_checkpoint(trainer *tr, const char *path) {
             }
         }
     }
+    if (!rc && tr->key) rc = add_moco(tr, w, &kp, &kb, &hq);
     const pe_model_cfg *c = pe_model_get_cfg(m);
     if (rc || (rc = add_meta(w, "format", CKPT_FORMAT)) ||
         (rc = add_meta(w, "arch", "%s", pe_arch_name(c->arch))) ||
@@ -510,6 +556,11 @@ static int save_checkpoint(trainer *tr, const char *path) {
         (rc = add_meta(w, "momentum", "%.17g", o->momentum)) ||
         (rc = add_meta(w, "warmup_epochs", "%.17g", o->warmup)) ||
         (rc = add_meta(w, "temperature", "%.9g", (double)o->temperature)) ||
+        /* SimCLR checkpoints carry no method entries: they stay as before */
+        (tr->key && ((rc = add_meta(w, "method", "moco")) ||
+                     (rc = add_meta(w, "moco_queue", "%d", o->moco_queue)) ||
+                     (rc = add_meta(w, "moco_momentum", "%.17g", o->moco_momentum)) ||
+                     (rc = add_meta(w, "moco_ptr", "%llu", (unsigned long long)tr->queue_ptr)))) ||
         (rc = add_meta(w, "mean", "%.9g,%.9g,%.9g", (double)tr->mean[0], (double)tr->mean[1], (double)tr->mean[2])) ||
         (rc = add_meta(w, "std", "%.9g,%.9g,%.9g", (double)tr->std[0], (double)tr->std[1], (double)tr->std[2])) ||
         (rc = add_meta(w, "crop_scale", "%.9g,%.9g", o->aug.scale[0], o->aug.scale[1])) ||
@@ -534,6 +585,9 @@ static int save_checkpoint(trainer *tr, const char *path) {
 out:
     pe_st_writer_close(w);
     free(names);
+    free(kp);
+    free(kb);
+    free(hq);
     free(hp);
     free(hb);
     free(h1);
@@ -550,10 +604,12 @@ static int meta_num(const pe_st *f, const char *k, double *v) {
     return 0;
 }
 
-/* Loads tensors by name into the model (and optimiser state when s1/s2 are
- * given); every model tensor must be present with its shape. */
+/* Loads tensors by name (the model's names after prefix) into the model
+ * (and optimiser state when s1/s2 are given); every model tensor must be
+ * present with its shape. */
 static int load_tensors(const pe_st *f, pe_model *m, pe_backend *be, int optim,
-                        float *s1, float *s2, const char *path, int skip_head) {
+                        float *s1, float *s2, const char *path, int skip_head,
+                        const char *prefix) {
     size_t np = pe_model_nparams(m), nb = pe_model_nbuffers(m);
     float *hp = malloc(np * sizeof *hp), *hb = malloc((nb ? nb : 1) * sizeof *hb);
     float *h1 = s1 ? malloc(np * sizeof *h1) : NULL, *h2 = s2 ? malloc(np * sizeof *h2) : NULL;
@@ -566,15 +622,17 @@ static int load_tensors(const pe_st *f, pe_model *m, pe_backend *be, int optim,
     for (int i = 0; i < pe_model_ntensors(m) && !rc; i++) {
         const pe_tensor_info *t = pe_model_tensor(m, i);
         if (skip_head && t->head) continue;
-        const pe_st_tensor *x = pe_st_get(f, t->name);
-        if (!x) { rc = pe_fail(PE_EFORMAT, "%s: no tensor '%s' (another architecture?)", path, t->name); break; }
+        char tn[112];
+        snprintf(tn, sizeof tn, "%s%s", prefix, t->name);
+        const pe_st_tensor *x = pe_st_get(f, tn);
+        if (!x) { rc = pe_fail(PE_EFORMAT, "%s: no tensor '%s' (another architecture?)", path, tn); break; }
         int same = (int)x->ndim == t->ndim && x->numel == t->n;
         for (int k = 0; same && k < t->ndim; k++) same = x->shape[k] == (size_t)t->shape[k];
-        if (!same) { rc = pe_fail(PE_EFORMAT, "%s: tensor '%s' has another shape than the model's", path, t->name); break; }
+        if (!same) { rc = pe_fail(PE_EFORMAT, "%s: tensor '%s' has another shape than the model's", path, tn); break; }
         if (t->kind == PE_T_COUNT) {
-            if (x->dtype != PE_ST_I64) { rc = pe_fail(PE_EFORMAT, "%s: '%s' is not I64", path, t->name); break; }
+            if (x->dtype != PE_ST_I64) { rc = pe_fail(PE_EFORMAT, "%s: '%s' is not I64", path, tn); break; }
             int64_t v;
-            if (x->nbytes != 8) { rc = pe_fail(PE_EFORMAT, "%s: '%s' is not one I64", path, t->name); break; }
+            if (x->nbytes != 8) { rc = pe_fail(PE_EFORMAT, "%s: '%s' is not one I64", path, tn); break; }
             memcpy(&v, x->data, 8);
             pe_model_counts(m)[t->off] = v;
             continue;
@@ -605,6 +663,30 @@ out:
     return rc;
 }
 
+/* MoCo's state from a checkpoint: the key encoder, the queue and its
+ * pointer (the options were compared by resume_from). */
+static int resume_moco(trainer *tr, const pe_st *f, const char *path) {
+    size_t K = (size_t)tr->o->moco_queue, D = (size_t)pe_model_get_cfg(tr->key)->head_out;
+    size_t B = (size_t)tr->o->batch;
+    double v;
+    int rc = meta_num(f, "moco_ptr", &v);
+    if (rc) return pe_fail_prefix(rc, "%s", path);
+    if (!(v >= 0 && v < (double)K) || v != floor(v) || (uint64_t)v % B)
+        return pe_fail(PE_EFORMAT, "%s: moco_ptr %g is not a multiple of the batch below the "
+                       "queue's %zu rows", path, v, K);
+    tr->queue_ptr = (uint64_t)v;
+    const pe_st_tensor *q = pe_st_get(f, "moco.queue");
+    if (!q || q->ndim != 2 || q->shape[0] != K || q->shape[1] != D)
+        return pe_fail(PE_EFORMAT, "%s: no tensor 'moco.queue' of %zu x %zu", path, K, D);
+    float *hq = malloc(K * D * sizeof *hq);
+    if (!hq) return ENOMEM;
+    if (!(rc = pe_st_to_f32(q, hq, K * D)))
+        rc = tr->be->upload(tr->be, tr->queue, hq, K * D * sizeof *hq);
+    free(hq);
+    if (!rc) rc = load_tensors(f, tr->key, tr->be, 0, NULL, NULL, path, 0, "moco.key.");
+    return rc;
+}
+
 static int resume_from(trainer *tr, const char *path) {
     const pe_train_opts *o = tr->o;
     pe_st *f = NULL;
@@ -615,6 +697,16 @@ static int resume_from(trainer *tr, const char *path) {
     const char *fp = pe_st_meta(f, "set_fingerprint"), *opt = pe_st_meta(f, "optimizer");
     const pe_model_cfg *c = pe_model_get_cfg(tr->m);
     if (!fmt || strcmp(fmt, CKPT_FORMAT)) { rc = pe_fail(PE_EFORMAT, "%s: not a pe-train checkpoint", path); goto out; }
+    /* the method first: other entries would differ too, but name the cause */
+    const char *meth = pe_st_meta(f, "method");
+    const char *mine_m = o->method == PE_METHOD_MOCO ? "moco" : "simclr";
+    if (!meth) meth = "simclr"; /* checkpoints from before --method */
+    if (strcmp(meth, mine_m)) {
+        rc = pe_fail(PE_EUSAGE, "%s: a checkpoint of a %s run, and this run's --method is %s: "
+                     "a resume continues with the method of the run it resumes", path,
+                     meth, mine_m);
+        goto out;
+    }
     if (!arch || strcmp(arch, pe_arch_name(c->arch))) {
         rc = pe_fail(PE_EFORMAT, "%s: a checkpoint of architecture '%s', not '%s'", path, arch ? arch : "?", pe_arch_name(c->arch));
         goto out;
@@ -638,8 +730,10 @@ static int resume_from(trainer *tr, const char *path) {
                                     {"warmup_epochs", NULL}, {"temperature", NULL},
                                     {"crop_scale", NULL}, {"crop_ratio", NULL},
                                     {"jitter", NULL}, {"p_flip_jitter_gray", NULL},
-                                    {"crop_mode", "independent"}, {"local_scale", ""}};
-    char mine[11][128];
+                                    {"crop_mode", "independent"}, {"local_scale", ""},
+                                    {"moco_queue", ""}, {"moco_momentum", ""}};
+    enum { NSAME = sizeof same / sizeof same[0] };
+    char mine[NSAME][128];
     snprintf(mine[0], 128, "%.17g", o->lr);
     snprintf(mine[1], 128, "%.17g", o->wd);
     snprintf(mine[2], 128, "%.17g", o->momentum);
@@ -656,7 +750,12 @@ static int resume_from(trainer *tr, const char *path) {
         snprintf(mine[10], 128, "%.9g,%.9g", o->aug.local_scale[0], o->aug.local_scale[1]);
     else
         mine[10][0] = 0;
-    for (int i = 0; i < 11; i++) {
+    mine[11][0] = mine[12][0] = 0; /* SimCLR checkpoints have neither */
+    if (o->method == PE_METHOD_MOCO) {
+        snprintf(mine[11], 128, "%d", o->moco_queue);
+        snprintf(mine[12], 128, "%.17g", o->moco_momentum);
+    }
+    for (int i = 0; i < NSAME; i++) {
         const char *theirs = pe_st_meta(f, same[i][0]);
         if (!theirs) theirs = same[i][1];
         if (!theirs || strcmp(theirs, mine[i])) {
@@ -682,7 +781,8 @@ static int resume_from(trainer *tr, const char *path) {
         const char *v = pe_st_meta(f, init_keys[i]);
         if (v && !(tr->init_meta[i] = strdup(v))) { rc = ENOMEM; goto out; }
     }
-    rc = load_tensors(f, tr->m, tr->be, o->optim, tr->s1, o->optim == PE_OPT_ADAM ? tr->s2 : NULL, path, 0);
+    rc = load_tensors(f, tr->m, tr->be, o->optim, tr->s1, o->optim == PE_OPT_ADAM ? tr->s2 : NULL, path, 0, "");
+    if (!rc && tr->key) rc = resume_moco(tr, f, path);
 out:
     pe_st_close(f);
     return rc;
@@ -785,7 +885,7 @@ static int init_load(trainer *tr, const init_file *in, const char *path, FILE *e
         }
     }
     *head_loaded = !why;
-    int rc = load_tensors(in->f, tr->m, tr->be, 0, NULL, NULL, path, !*head_loaded);
+    int rc = load_tensors(in->f, tr->m, tr->be, 0, NULL, NULL, path, !*head_loaded, "");
     if (rc) return pe_fail_prefix(rc, "--init");
     if (why && present)
         fprintf(err, "%s: --init: %s: head tensor '%s' %s; the projection head starts "
@@ -803,9 +903,98 @@ int pe_model_load_file(pe_model *m, pe_backend *be, const char *path, int skip_h
     pe_st *f = NULL;
     int rc = pe_st_read_file(&f, path);
     if (rc) return rc;
-    rc = load_tensors(f, m, be, 0, NULL, NULL, path, skip_head);
+    rc = load_tensors(f, m, be, 0, NULL, NULL, path, skip_head, "");
     pe_st_close(f);
     return rc;
+}
+
+/* ---------------- MoCo ---------------- */
+void pe_moco_queue_init(float *queue, size_t K, int D, uint64_t seed) {
+    uint32_t key[2];
+    pe_rng_epoch_key(seed, 0, PE_MOCO_TAG_QUEUE, key);
+    pe_rng r = pe_rng_init(key, 0, 0, 0);
+    for (size_t i = 0; i < K; i++) {
+        /* two passes over the row's draws: a copy of the stream replays them */
+        pe_rng row = r;
+        double sq = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            r = row;
+            double inv = pass ? 1.0 / fmax(sqrt(sq), 1e-12) : 0;
+            for (int j = 0; j < D; j++) {
+                double u1 = pe_rng_double(&r), u2 = pe_rng_double(&r);
+                double z = sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+                if (pass) queue[i * (size_t)D + (size_t)j] = (float)(z * inv);
+                else sq += z * z;
+            }
+        }
+    }
+}
+
+int pe_moco_enqueue(pe_backend *be, float *queue, size_t K, int D, const float *keys, int n,
+                    uint64_t *ptr) {
+    PE_ASSERT(n >= 1 && D >= 1 && K % (size_t)n == 0 && *ptr < K && *ptr % (uint64_t)n == 0);
+    int rc = be->copy(be, (size_t)n * (size_t)D, keys, queue + *ptr * (size_t)D);
+    if (!rc) *ptr = (*ptr + (uint64_t)n) % K;
+    return rc;
+}
+
+int pe_moco_key_copy(pe_model *key, pe_model *query, pe_backend *be) {
+    size_t np = pe_model_nparams(query), nb = pe_model_nbuffers(query);
+    PE_ASSERT(pe_model_nparams(key) == np && pe_model_nbuffers(key) == nb &&
+              pe_model_ntensors(key) == pe_model_ntensors(query));
+    int rc = be->copy(be, np, pe_model_params(query), pe_model_params(key));
+    if (!rc) rc = be->copy(be, nb, pe_model_buffers(query), pe_model_buffers(key));
+    for (int i = 0; i < pe_model_ntensors(query) && !rc; i++) {
+        const pe_tensor_info *t = pe_model_tensor(query, i);
+        if (t->kind == PE_T_COUNT) pe_model_counts(key)[t->off] = pe_model_counts(query)[t->off];
+    }
+    return rc;
+}
+
+int pe_moco_momentum_update(pe_model *key, pe_model *query, pe_backend *be, double m) {
+    PE_ASSERT(pe_model_nparams(key) == pe_model_nparams(query));
+    return be->ema(be, pe_model_nparams(query), pe_model_params(query), pe_model_params(key), m);
+}
+
+/* The key encoder (a copy of the query model as it starts), the queue from
+ * the seed and its pointer at 0; a resume then loads its own. */
+static int moco_setup(trainer *tr, const pe_model_cfg *cfg, int B) {
+    const pe_train_opts *o = tr->o;
+    pe_backend *be = tr->be;
+    size_t K = (size_t)o->moco_queue, D = (size_t)cfg->head_out;
+    int rc = pe_model_init(&tr->key, cfg, be, o->seed);
+    if (!rc) rc = pe_model_set_batch(tr->key, B);
+    if (rc) return rc;
+    tr->queue = be->alloc(be, K * D * sizeof(float));
+    tr->kn = be->alloc(be, (size_t)B * D * sizeof(float));
+    float *hq = malloc(K * D * sizeof *hq);
+    if (!tr->queue || !tr->kn || !hq) {
+        free(hq);
+        return pe_fail(ENOMEM, "no memory for MoCo's queue of %zu x %zu", K, D);
+    }
+    pe_moco_queue_init(hq, K, (int)D, o->seed);
+    rc = be->upload(be, tr->queue, hq, K * D * sizeof *hq);
+    free(hq);
+    tr->queue_ptr = 0;
+    return rc;
+}
+
+/* One step's loss and d loss / d z of the trained model on x (2B views,
+ * view 1 then view 2): SimCLR's NT-Xent over all 2B, or MoCo's InfoNCE of
+ * view 1's queries against view 2's keys and the queue. */
+static int step_loss(trainer *tr, const float *x, size_t view_n, float *loss, float *dz) {
+    const pe_train_opts *o = tr->o;
+    pe_backend *be = tr->be;
+    int B = o->batch, D = pe_model_get_cfg(tr->m)->head_out;
+    int rc = pe_model_forward(tr->m, x, 1, 1);
+    if (rc) return rc;
+    if (o->method == PE_METHOD_SIMCLR)
+        return be->ntxent(be, 2 * B, D, pe_model_z(tr->m), o->temperature, loss, dz);
+    /* the key encoder in training mode: its batch statistics over the
+     * whole batch (one device: no shuffle-BN), its running ones updated */
+    if ((rc = pe_model_forward(tr->key, x + (size_t)B * view_n, 1, 1))) return rc;
+    return be->infonce(be, B, D, o->moco_queue, pe_model_z(tr->m), pe_model_z(tr->key), tr->queue,
+                       o->temperature, loss, dz, tr->kn);
 }
 
 /* ---------------- the run ---------------- */
@@ -834,6 +1023,15 @@ static int check_opts(const pe_train_opts *o) {
     if (!(o->wd >= 0 && o->wd < 1)) return pe_fail(PE_EUSAGE, "weight decay %g out of range", o->wd);
     if (!(o->momentum >= 0 && o->momentum < 1)) return pe_fail(PE_EUSAGE, "momentum %g out of range", o->momentum);
     if (!(o->temperature > 0 && o->temperature <= 100)) return pe_fail(PE_EUSAGE, "temperature %g out of range", (double)o->temperature);
+    if (o->method != PE_METHOD_SIMCLR && o->method != PE_METHOD_MOCO)
+        return pe_fail(PE_EUSAGE, "unknown method %d", (int)o->method);
+    if (o->method == PE_METHOD_MOCO) {
+        if (o->moco_queue < o->batch || o->moco_queue > PE_MOCO_QUEUE_MAX || o->moco_queue % o->batch)
+            return pe_fail(PE_EUSAGE, "--moco-queue %d: the queue must be a multiple of the batch "
+                           "(%d), at most %d", o->moco_queue, o->batch, PE_MOCO_QUEUE_MAX);
+        if (!(o->moco_momentum >= 0 && o->moco_momentum <= 1))
+            return pe_fail(PE_EUSAGE, "--moco-momentum %g out of range (0 to 1)", o->moco_momentum);
+    }
     if (o->size < 8 || o->size > 1024) return pe_fail(PE_EUSAGE, "size %d out of range (8 to 1024)", o->size);
     return 0;
 }
@@ -917,18 +1115,25 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     pe_model_cfg_default(&cfg, o->arch, C, o->size);
     cfg.width = o->width;
     if ((rc = pe_model_init(&tr->m, &cfg, be, o->seed))) goto out;
-    int B = o->batch, N = 2 * B;
-    if ((rc = pe_model_set_batch(tr->m, N))) goto out;
+    int moco = o->method == PE_METHOD_MOCO;
+    /* N views per step; the trained model sees all of them (SimCLR) or
+     * view 1 only (MoCo, whose key encoder sees view 2): MB at a time */
+    int B = o->batch, N = 2 * B, MB = moco ? B : N;
+    if ((rc = pe_model_set_batch(tr->m, MB))) goto out;
     size_t np = pe_model_nparams(tr->m);
     tr->s1 = be->alloc(be, np * sizeof(float));
     tr->s2 = be->alloc(be, np * sizeof(float));
     if (!tr->s1 || !tr->s2) { rc = ENOMEM; goto out; }
     if ((rc = be->fill(be, np, 0, tr->s1)) || (rc = be->fill(be, np, 0, tr->s2))) goto out;
+    if (moco && (rc = moco_setup(tr, &cfg, B))) goto out;
     if (o->resume && (rc = resume_from(tr, o->resume))) goto out;
     if (o->init) {
         if ((rc = init_load(tr, &in, o->init, err, &stats->init_head))) goto out;
         init_file_close(&in);
     }
+    /* the key encoder starts as an exact copy of the query (the seed's or
+     * --init's); a resume has loaded its own */
+    if (moco && !o->resume && (rc = pe_moco_key_copy(tr->key, tr->m, be))) goto out;
     memcpy(aug.mean, tr->mean, sizeof aug.mean);
     memcpy(aug.std, tr->std, sizeof aug.std);
     if ((rc = pe_aug_opts_check(&aug))) goto out;
@@ -981,14 +1186,14 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     L.buf[0] = malloc((size_t)N * L.view_n * sizeof(float));
     L.buf[1] = malloc((size_t)N * L.view_n * sizeof(float));
     dx = be->alloc(be, (size_t)N * L.view_n * sizeof(float));
-    dz = be->alloc(be, (size_t)N * cfg.head_out * sizeof(float));
+    dz = be->alloc(be, (size_t)MB * cfg.head_out * sizeof(float));
     if (!L.order || !L.buf[0] || !L.buf[1] || !dx || !dz) { rc = ENOMEM; goto out_dx; }
 
     /* the kNN score of the initialised encoder, so a curve starts at its
      * baseline (a fresh run only) */
     if (o->knn_set && tr->step == 0 && tr->epochs_done == 0) {
         double knn0;
-        if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, N, &knn0))) goto out_dx;
+        if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, MB, &knn0))) goto out_dx;
         stats->knn_acc = knn0;
         if (log) {
             fprintf(log, "{\"epoch\":0,\"steps\":0,\"knn_acc\":%.4f}\n", knn0);
@@ -1004,7 +1209,7 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     int best_epoch = 0;
     double best_acc = -INFINITY;
     if (o->stop_plateau && tr->epochs_done > 0 && tr->batch_in_epoch == 0) {
-        if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, N, &best_acc))) goto out_dx;
+        if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, MB, &best_acc))) goto out_dx;
         best_epoch = tr->epochs_done;
         tr->knn_acc = best_acc;
         stats->best_epoch = best_epoch;
@@ -1035,8 +1240,7 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
             rc = be->upload(be, dx, x, (size_t)N * L.view_n * sizeof(float));
             loader_release(&L, b);
             float loss = 0;
-            if (!rc) rc = pe_model_forward(tr->m, dx, 1, 1);
-            if (!rc) rc = be->ntxent(be, N, cfg.head_out, pe_model_z(tr->m), o->temperature, &loss, dz);
+            if (!rc) rc = step_loss(tr, dx, L.view_n, &loss, dz);
             if (!rc && !isfinite(loss)) {
                 rc = pe_fail(PE_ECORRUPT, "the loss is %s at epoch %d step %llu: training "
                              "diverged (a learning rate too high, or inputs out of range); the "
@@ -1052,6 +1256,12 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
             else if (!rc)
                 rc = be->sgd(be, np, pe_model_params(tr->m), pe_model_grads(tr->m), tr->s1,
                              (float)lr, (float)o->momentum, (float)o->wd, tr->step == 0);
+            /* MoCo: the key follows the query, and the batch's keys
+             * replace the oldest in the queue */
+            if (!rc && moco) rc = pe_moco_momentum_update(tr->key, tr->m, be, o->moco_momentum);
+            if (!rc && moco)
+                rc = pe_moco_enqueue(be, tr->queue, (size_t)o->moco_queue, cfg.head_out, tr->kn, B,
+                                     &tr->queue_ptr);
             if (rc) break;
             tr->step++;
             tr->batch_in_epoch = b + 1;
@@ -1080,7 +1290,7 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
         stats->wait_seconds += wait;
         double knn = -1;
         if (o->knn_set) {
-            if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, N, &knn))) break;
+            if ((rc = knn_score(st, tr->m, be, &kb, &kt, &aug, o, MB, &knn))) break;
             stats->knn_acc = knn;
         }
         /* strictly above the best counts as an improvement; a tie does not */
@@ -1135,6 +1345,9 @@ out:
         if (dx) tr->be->free(tr->be, dx);
         if (tr->s1) tr->be->free(tr->be, tr->s1);
         if (tr->s2) tr->be->free(tr->be, tr->s2);
+        if (tr->queue) tr->be->free(tr->be, tr->queue);
+        if (tr->kn) tr->be->free(tr->be, tr->kn);
+        pe_model_free(tr->key);
         pe_model_free(tr->m);
         tr->be->destroy(tr->be);
     }

@@ -1,11 +1,12 @@
 /*
- * train.h - SimCLR pre-training of an encoder on a set of the store
- * (pe-train): data loading with augmentation ahead of compute, NT-Xent,
- * Adam or SGD with warm-up and cosine, kNN monitoring, safetensors
- * checkpoints with optimiser state and exact resume; and the defenses that
- * live in the training run: fine-tuning an existing encoder (init), the
- * localized crop (aug.crop_mode, augment.h) and early stopping on a
- * plateau of the kNN monitor (stop_plateau).
+ * train.h - contrastive pre-training of an encoder on a set of the store
+ * (pe-train): SimCLR (NT-Xent over both views) or MoCo v2 (a momentum key
+ * encoder and a queue of negatives, InfoNCE), data loading with
+ * augmentation ahead of compute, Adam or SGD with warm-up and cosine, kNN
+ * monitoring, safetensors checkpoints with optimiser state and exact
+ * resume; and the defenses that live in the training run: fine-tuning an
+ * existing encoder (init), the localized crop (aug.crop_mode, augment.h)
+ * and early stopping on a plateau of the kNN monitor (stop_plateau).
  *
  * Not for: option parsing (cmd/pe-train.c), the model graph (model.c), the
  * kernels (kernels/) or the augmentations' pixel math (augment.c).
@@ -21,6 +22,15 @@
 
 typedef enum pe_optim { PE_OPT_ADAM = 0, PE_OPT_SGD = 1 } pe_optim;
 
+/* The contrastive method. SimCLR: both views of each image through the
+ * trained model, NT-Xent over the 2B rows. MoCo v2: view 1 through the
+ * trained (query) model, view 2 through a key encoder that is a momentum
+ * copy of it, InfoNCE against the key and a queue of earlier keys. */
+typedef enum pe_method { PE_METHOD_SIMCLR = 0, PE_METHOD_MOCO = 1 } pe_method;
+
+/* The longest MoCo queue pe_train_run accepts, in rows. */
+#define PE_MOCO_QUEUE_MAX (1 << 20)
+
 typedef struct pe_train_opts {
     const char *set;        /* the pre-training set */
     pe_arch arch;
@@ -34,7 +44,13 @@ typedef struct pe_train_opts {
     pe_optim optim;
     double lr, wd, momentum;
     double warmup;          /* SGD: warm-up epochs (linear), then cosine */
-    float temperature;
+    float temperature;      /* NT-Xent's or InfoNCE's (pe-train's default
+                               is 0.5 for simclr, 0.2 for moco) */
+    pe_method method;
+    int moco_queue;         /* moco: K, negatives in the queue (4096); a
+                               multiple of batch, at most PE_MOCO_QUEUE_MAX */
+    double moco_momentum;   /* moco: key = m key + (1 - m) query after each
+                               optimiser step, 0 to 1 (0.999) */
     uint64_t seed;
     int threads;            /* compute threads; 0 = online CPUs */
     pe_aug_opts aug;        /* crop scale/ratio and mode, probabilities,
@@ -86,6 +102,39 @@ typedef struct pe_train_stats {
  * fit the model). Notes (an init file without a usable head) go to err. */
 int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err,
                  pe_train_stats *stats);
+
+/* ---- MoCo's pieces, for the trainer and its tests ----
+ * The key encoder is a second pe_model of the same configuration as the
+ * query (trained) model; the queue is K rows of D floats in backend memory,
+ * each a normalised key; the pointer is the next row to overwrite. */
+
+/* The queue before training, in host memory: K rows of D standard normal
+ * values, each row then L2-normalised (in double, rounded to float), as
+ * MoCo's torch.randn + F.normalize but from pe's generator: a Philox
+ * stream (rng.h) with key pe_rng_epoch_key(seed, 0, PE_MOCO_TAG_QUEUE)
+ * and counter words (0, 0, 0); row by row, each value z = sqrt(-2 ln(1 -
+ * u1)) cos(2 pi u2) from two pe_rng_double draws u1, u2. The same seed
+ * gives the same queue. */
+#define PE_MOCO_TAG_QUEUE 0x7571636du /* "mcqu" */
+void pe_moco_queue_init(float *queue, size_t K, int D, uint64_t seed);
+
+/* FIFO: writes the n rows of keys (n, D) over queue rows *ptr .. *ptr + n
+ * - 1 (the oldest) and advances *ptr by n modulo K. K must be a multiple
+ * of n and *ptr a multiple of n below K (asserted), so a batch never wraps.
+ * Backend memory. Returns 0 or the backend's error code. */
+int pe_moco_enqueue(pe_backend *be, float *queue, size_t K, int D,
+                    const float *keys, int n, uint64_t *ptr);
+
+/* Makes key an exact copy of query: parameters, running statistics and
+ * num_batches_tracked. The models must share a configuration. */
+int pe_moco_key_copy(pe_model *key, pe_model *query, pe_backend *be);
+
+/* The momentum update: every parameter of key (batch-norm weights and
+ * biases included) becomes m key + (1 - m) query (pe_backend.ema); the
+ * running statistics and counters are left to the key encoder's own
+ * forward passes, as in the MoCo reference code. */
+int pe_moco_momentum_update(pe_model *key, pe_model *query, pe_backend *be,
+                            double m);
 
 /* Loads the encoder (and head, when the file has it) of a safetensors
  * checkpoint into m: every tensor of m must be present with its shape;

@@ -63,6 +63,8 @@ all)
     # the fixture comparison must be able to fail: a perturbed weight breaks it
     [ -x build/tests/test_fixture ] &&
         run_one "unit:test_fixture-detects-perturbation" sh -c '! PE_FIXTURE_PERTURB=1 build/tests/test_fixture 2>/dev/null'
+    [ -x build/tests/test_moco ] &&
+        run_one "unit:test_moco-detects-perturbation" sh -c '! PE_FIXTURE_PERTURB=1 build/tests/test_moco 2>/dev/null'
     cli build
     unit build-asan
     cli build-asan

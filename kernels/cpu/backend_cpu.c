@@ -97,6 +97,8 @@ pe_backend *pe_backend_cpu(int nthreads) {
     b->bias_add = pe_cpu_bias_add;
     b->bias_bwd = pe_cpu_bias_bwd;
     b->ntxent = pe_cpu_ntxent;
+    b->infonce = pe_cpu_infonce;
+    b->ema = pe_cpu_ema;
     b->adam = pe_cpu_adam;
     b->sgd = pe_cpu_sgd;
     b->destroy = cpu_destroy;

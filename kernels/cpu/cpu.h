@@ -53,8 +53,8 @@ typedef struct pe_cpu {
      * set in the environment when the backend was created (tests use it
      * to exercise the scalar fallbacks on an AVX2 machine) */
     int avx2;
-    /* scratch for ops that take no workspace argument (ntxent, the gemm
-     * fallback's packing buffers); grown on demand, freed by destroy */
+    /* scratch for ops that take no workspace argument (ntxent, infonce);
+     * grown on demand, freed by destroy */
     void *scratch;
     size_t scratch_bytes;
 } pe_cpu;
@@ -158,6 +158,11 @@ int pe_cpu_gemm(pe_backend *b, int transA, int transB, int M, int N, int K,
 
 int pe_cpu_ntxent(pe_backend *b, int B2, int D, const float *z, float T,
                   float *loss, float *dz);
+
+int pe_cpu_infonce(pe_backend *b, int N, int D, int K, const float *q,
+                   const float *k, const float *queue, float T, float *loss,
+                   float *dq, float *kn);
+int pe_cpu_ema(pe_backend *b, size_t n, const float *src, float *dst, double m);
 
 int pe_cpu_adam(pe_backend *b, size_t n, float *p, const float *g, float *m,
                 float *v, float lr, float b1, float b2, float eps, float wd,

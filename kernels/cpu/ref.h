@@ -13,8 +13,8 @@
  * in both versions, as PyTorch's CPU kernels do. Shapes, in/out roles and
  * in-place rules are those of the backend.h member of the same name; the
  * reference cannot fail and returns nothing. Buffers are caller-owned;
- * ntxent mallocs and frees its own temporaries (aborting via PE_ASSERT if
- * that fails: test-only code).
+ * ntxent and infonce malloc and free their own temporaries (aborting via
+ * PE_ASSERT if that fails: test-only code).
  */
 #ifndef PE_KERNELS_CPU_REF_H
 #define PE_KERNELS_CPU_REF_H
@@ -54,6 +54,10 @@ void pe_ref_bias_add(int N, int out, const float *bias, float *y);
 void pe_ref_bias_bwd(int N, int out, const float *dy, float *dbias);
 void pe_ref_ntxent(int B2, int D, const float *z, float T, float *loss,
                    float *dz);
+void pe_ref_infonce(int N, int D, int K, const float *q, const float *k,
+                    const float *queue, float T, float *loss, float *dq,
+                    float *kn);
+void pe_ref_ema(size_t n, const float *src, float *dst, double m);
 void pe_ref_adam(size_t n, float *p, const float *g, float *m, float *v,
                  float lr, float b1, float b2, float eps, float wd, long t);
 void pe_ref_sgd(size_t n, float *p, const float *g, float *buf, float lr,
@@ -91,6 +95,10 @@ void pe_refd_bias_add(int N, int out, const double *bias, double *y);
 void pe_refd_bias_bwd(int N, int out, const double *dy, double *dbias);
 void pe_refd_ntxent(int B2, int D, const double *z, double T, double *loss,
                     double *dz);
+void pe_refd_infonce(int N, int D, int K, const double *q, const double *k,
+                     const double *queue, double T, double *loss, double *dq,
+                     double *kn);
+void pe_refd_ema(size_t n, const double *src, double *dst, double m);
 void pe_refd_adam(size_t n, double *p, const double *g, double *m, double *v,
                   double lr, double b1, double b2, double eps, double wd,
                   long t);

@@ -303,6 +303,82 @@ void REF(ntxent)(int B2, int D, const REAL *z, REAL T, REAL *loss, REAL *dz) {
     free(zn);
 }
 
+/* InfoNCE as the MoCo v2 reference computes it: qn, kn = F.normalize of
+ * q, k per row; row i's logits l[i] = [qn_i . kn_i, qn_i . queue_j (j < K)]
+ * / T; loss = mean over rows of logsumexp(l[i]) - l[i][0]. dq by hand:
+ * dl[i][c] = (softmax(l[i])[c] - [c == 0]) / N, dqn_i = (dl[i][0] kn_i +
+ * sum_j dl[i][1 + j] queue_j) / T, then through the normalise as in ntxent.
+ * The keys get no gradient; kn is written out. */
+void REF(infonce)(int N, int D, int K, const REAL *q, const REAL *k, const REAL *queue,
+                  REAL T, REAL *loss, REAL *dq, REAL *kn) {
+    const REAL norm_eps = (REAL)1e-12;
+    int L = 1 + K;
+    REAL *qn = malloc(sizeof(REAL) * (size_t)N * D);  /* (N, D) */
+    REAL *qnorm = malloc(sizeof(REAL) * (size_t)N);   /* (N) */
+    REAL *l = malloc(sizeof(REAL) * (size_t)L);       /* (1 + K) one row */
+    REAL *dqn = malloc(sizeof(REAL) * (size_t)D);     /* (D) */
+    PE_ASSERT(qn && qnorm && l && dqn);
+
+    for (int i = 0; i < N; i++) {
+        const REAL *x[2] = {q + (size_t)i * D, k + (size_t)i * D};
+        REAL *xn[2] = {qn + (size_t)i * D, kn + (size_t)i * D};
+        for (int v = 0; v < 2; v++) {
+            REAL sq = 0;
+            for (int c = 0; c < D; c++) sq += x[v][c] * x[v][c];
+            REAL norm = sqrt(sq), den = norm > norm_eps ? norm : norm_eps;
+            for (int c = 0; c < D; c++) xn[v][c] = x[v][c] / den;
+            if (v == 0) qnorm[i] = norm;
+        }
+    }
+    REAL total = 0;
+    for (int i = 0; i < N; i++) {
+        const REAL *qi = qn + (size_t)i * D, *ki = kn + (size_t)i * D;
+        for (int j = 0; j < L; j++) {
+            const REAL *other = j == 0 ? ki : queue + (size_t)(j - 1) * D;
+            REAL dot = 0;
+            for (int c = 0; c < D; c++) dot += qi[c] * other[c];
+            l[j] = dot / T;
+        }
+        REAL mx = -INFINITY;
+        for (int j = 0; j < L; j++)
+            if (l[j] > mx) mx = l[j];
+        REAL sum = 0;
+        for (int j = 0; j < L; j++) sum += exp(l[j] - mx);
+        REAL lse = mx + log(sum);
+        total += lse - l[0];
+        /* l becomes dl = d loss / d l for this row */
+        for (int j = 0; j < L; j++) l[j] = (exp(l[j] - lse) - (j == 0 ? 1 : 0)) / (REAL)N;
+        for (int c = 0; c < D; c++) {
+            REAL acc = l[0] * ki[c];
+            for (int j = 1; j < L; j++) acc += l[j] * queue[(size_t)(j - 1) * D + c];
+            dqn[c] = acc / T;
+        }
+        REAL *dqi = dq + (size_t)i * D;
+        if (qnorm[i] > norm_eps) {
+            REAL dot = 0;
+            for (int c = 0; c < D; c++) dot += qi[c] * dqn[c];
+            for (int c = 0; c < D; c++) dqi[c] = (dqn[c] - qi[c] * dot) / qnorm[i];
+        } else {
+            for (int c = 0; c < D; c++) dqi[c] = dqn[c] / norm_eps;
+        }
+    }
+    *loss = total / (REAL)N;
+    free(dqn);
+    free(l);
+    free(qnorm);
+    free(qn);
+}
+
+/* The momentum update dst = m dst + (1 - m) src, m and 1 - m from double,
+ * each product rounded before the sum (PyTorch's float32 order). */
+void REF(ema)(size_t n, const REAL *src, REAL *dst, double m) {
+    REAL mr = (REAL)m, om = (REAL)(1.0 - m);
+    for (size_t i = 0; i < n; i++) {
+        REAL keep = dst[i] * mr, take = src[i] * om;
+        dst[i] = keep + take;
+    }
+}
+
 /* torch.optim.Adam (1.13, single-tensor path), weight decay as L2 on the
  * gradient. The header's p -= lr (m / bc1) / (sqrt(v / bc2) + eps),
  * computed as PyTorch orders it: step_size = lr / bc1 and denom =
