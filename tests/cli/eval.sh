@@ -126,11 +126,14 @@ t = json.loads(open(sys.argv[1]).readline())
 assert t["probe"] == "mlp" and t["epochs"] == 3 and t["lr"] == 0.0001 and t["batch"] == 64, t
 assert t["hidden"] == [512, 256] and t["dropout"] == 0.5 and t["seed"] == 1, t' out ||
     fail "MLP report"
-# another --batch: recomputed (a ResNet's features vary in their last bits
-# with it), the same report (small's do not)
+# another --batch: recomputed (features may vary in their last bits with
+# it: how the BLAS blocks the products depends on the batch and the CPU),
+# the same report but for the probe's iteration count and final gradient
 expect_rc 0 pe-eval $ev -t tg --cache c.st -b 7
 grep -q "cached in" err && fail "features of another --batch came from the cache"
-cmp -s out table.out || fail "--batch 7 changed the report"
+grep -v '^  probe ' out > b7.cmp
+grep -v '^  probe ' table.out > b256.cmp
+cmp -s b7.cmp b256.cmp || fail "--batch 7 changed the report"
 # another encoder: nothing reused, the cache replaced
 expect_rc 0 pe-eval -e enc2.st --train tr --test te -j 2 --cache c.st
 grep -q "cached in" err && fail "features of another encoder came from the cache"
