@@ -1,6 +1,7 @@
 /*
- * pe-train - contrastive pre-training (SimCLR or MoCo v2) of an encoder on a
- * set of the store; writes a safetensors checkpoint PyTorch loads. Options:
+ * pe-train - contrastive pre-training (SimCLR or MoCo v2, SimCLR optionally
+ * differentially private) of an encoder on a set of the store; writes a
+ * safetensors checkpoint PyTorch loads. Options:
  * docs/man/pe-train.1.
  */
 #include <getopt.h>
@@ -65,6 +66,16 @@ static void usage(FILE *f) {
 "      --max-steps N      stop after N optimiser steps in total\n"
 "      --stop-plateau N   stop when the kNN accuracy has not improved for N\n"
 "                         epochs; -o holds the best epoch (needs --knn-set)\n"
+"      --dp-clip C        differentially private training (DP-SGD, simclr):\n"
+"                         clip each group's gradient to L2 norm C, add\n"
+"                         Gaussian noise; with exactly one of:\n"
+"      --dp-noise SIGMA   the noise multiplier (noise std SIGMA x C)\n"
+"      --dp-epsilon EPS   the epsilon to reach at the last step (SIGMA from\n"
+"                         the RDP accountant)\n"
+"      --dp-delta D       delta of the accounting (default 1e-5; below 1/n)\n"
+"      --dp-group G       images per group, a divisor of the batch (default\n"
+"                         32): each group's own forward, batch norm and\n"
+"                         negatives\n"
 "  -h, --help             this help\n"
 "      --version          print the version\n"
 "Exit: 0 ok, 1 error, 2 usage.\n",
@@ -91,7 +102,8 @@ enum { O_RESUME = 256, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_EPOCHS, O_OPTIM,
        O_LR, O_WD, O_MOMENTUM, O_WARMUP, O_TEMP, O_SEED, O_SCALE, O_RATIO,
        O_JITTER, O_PFLIP, O_PJITTER, O_PGRAY, O_MEAN, O_STD, O_LOG, O_KNNSET,
        O_KNNBANK, O_KNNK, O_KNNT, O_KNNLIMIT, O_MAXSTEPS, O_INIT, O_CROPMODE,
-       O_LOCALSCALE, O_PLATEAU, O_METHOD, O_MOCOQUEUE, O_MOCOMOM, O_VERSION };
+       O_LOCALSCALE, O_PLATEAU, O_METHOD, O_MOCOQUEUE, O_MOCOMOM, O_DPCLIP, O_DPNOISE, O_DPEPS, O_DPDELTA,
+       O_DPGROUP, O_VERSION };
 
 int main(int argc, char **argv) {
     if (pe_cli_init_fds()) return PE_EXIT_ERROR;
@@ -111,6 +123,9 @@ int main(int argc, char **argv) {
         {"crop-mode", 1, 0, O_CROPMODE}, {"local-scale", 1, 0, O_LOCALSCALE},
         {"stop-plateau", 1, 0, O_PLATEAU}, {"method", 1, 0, O_METHOD},
         {"moco-queue", 1, 0, O_MOCOQUEUE}, {"moco-momentum", 1, 0, O_MOCOMOM},
+        {"dp-clip", 1, 0, O_DPCLIP}, {"dp-noise", 1, 0, O_DPNOISE},
+        {"dp-epsilon", 1, 0, O_DPEPS}, {"dp-delta", 1, 0, O_DPDELTA},
+        {"dp-group", 1, 0, O_DPGROUP},
         {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION},
         {0, 0, 0, 0}};
     pe_train_opts o;
@@ -118,7 +133,7 @@ int main(int argc, char **argv) {
     o.prog = prog;
     const char *store = NULL;
     int c, lr_set = 0, wd_set = 0, have_mean = 0, have_std = 0, local_scale_set = 0;
-    int temp_set = 0, moco_set = 0;
+    int temp_set = 0, moco_set = 0, dp_set = 0;
     double d, l[4];
     uint64_t u;
     opterr = 0;
@@ -239,6 +254,35 @@ int main(int argc, char **argv) {
             o.moco_momentum = d;
             moco_set = 1;
             break;
+        case O_DPCLIP:
+            if (pe_parse_double(optarg, 0, 1e30, &d) || !(d > 0))
+                return pe_cli_usage(prog, "--dp-clip takes a clip norm above 0");
+            o.dp_clip = d;
+            break;
+        case O_DPNOISE:
+            if (pe_parse_double(optarg, 0, 1e6, &d))
+                return pe_cli_usage(prog, "--dp-noise takes a noise multiplier, 0 to 1e6");
+            o.dp_noise = d;
+            dp_set = 1;
+            break;
+        case O_DPEPS:
+            if (pe_parse_double(optarg, 0, 1e6, &d) || !(d > 0))
+                return pe_cli_usage(prog, "--dp-epsilon takes an epsilon above 0");
+            o.dp_epsilon = d;
+            dp_set = 1;
+            break;
+        case O_DPDELTA:
+            if (pe_parse_double(optarg, 0, 1, &d) || !(d > 0 && d < 1))
+                return pe_cli_usage(prog, "--dp-delta takes a delta with 0 < delta < 1");
+            o.dp_delta = d;
+            dp_set = 1;
+            break;
+        case O_DPGROUP:
+            if (pe_parse_u64(optarg, 2, 65536, &u))
+                return pe_cli_usage(prog, "--dp-group: %s", pe_errmsg());
+            o.dp_group = (int)u;
+            dp_set = 1;
+            break;
         case 'h': usage(stdout); return PE_EXIT_OK;
         case O_VERSION: printf("pe-train %s\n", PE_VERSION_STRING); return PE_EXIT_OK;
         case ':': return pe_cli_usage(prog, "option '%s' needs a value", argv[optind - 1]);
@@ -261,6 +305,19 @@ int main(int argc, char **argv) {
                                 o.moco_queue, o.batch);
     } else if (moco_set) {
         return pe_cli_usage(prog, "--moco-queue and --moco-momentum go with --method moco");
+    }
+    if (o.dp_clip > 0) {
+        if ((o.dp_noise >= 0) == (o.dp_epsilon > 0))
+            return pe_cli_usage(prog, "--dp-clip takes exactly one of --dp-noise and --dp-epsilon");
+        if (o.batch % o.dp_group)
+            return pe_cli_usage(prog, "--dp-group %d does not divide the batch (%d)", o.dp_group,
+                                o.batch);
+        if (o.method != PE_METHOD_SIMCLR)
+            return pe_cli_usage(prog, "--dp-clip trains --method simclr only (MoCo's queue "
+                                "carries earlier batches into every step)");
+    } else if (dp_set) {
+        return pe_cli_usage(prog, "--dp-noise, --dp-epsilon, --dp-delta and --dp-group go "
+                            "with --dp-clip");
     }
     if (o.knn_bank && !o.knn_set) return pe_cli_usage(prog, "--knn-bank goes with --knn-set");
     if (o.init && o.resume)
@@ -290,6 +347,12 @@ int main(int argc, char **argv) {
             s.wait_seconds, s.seconds);
     if (s.knn_acc >= 0) fprintf(stderr, ", kNN accuracy %.4f", s.knn_acc);
     fputc('\n', stderr);
+    if (o.dp_clip > 0)
+        fprintf(stderr, "%s: DP: epsilon %.4g at delta %g after %llu steps (noise multiplier "
+                "%.6g, clip %g, groups of %d, sampling rate %.6g; RDP accounting with a "
+                "sensitivity of %g clips per image, assuming Poisson sampling)\n", prog,
+                s.dp_epsilon, o.dp_delta, (unsigned long long)s.steps, s.dp_sigma, o.dp_clip,
+                o.dp_group, s.dp_q, PE_DP_SENSITIVITY);
     if (o.stop_plateau && s.best_epoch >= 0) {
         if (s.stopped_plateau)
             fprintf(stderr, "%s: stopped by --stop-plateau %d after epoch %d; ", prog,

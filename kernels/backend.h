@@ -38,6 +38,9 @@ static inline void pe_conv_desc_finish(pe_conv_desc *d) {
     d->Q = (d->W + 2 * d->pad - d->S) / d->stride + 1;
 }
 
+/* The chunk of pe_backend.sumsq's fixed summation order, in elements. */
+#define PE_SUMSQ_CHUNK 4096
+
 typedef struct pe_backend pe_backend;
 
 struct pe_backend {
@@ -139,6 +142,29 @@ struct pe_backend {
      * `k.data = k.data * m + q.data * (1. - m)` in float32. m = 0 copies src,
      * m = 1 keeps dst (for finite values). */
     int (*ema)(pe_backend *b, size_t n, const float *src, float *dst, double m);
+
+    /* ---- differentially private SGD (lib/train.c's pe_dp_step) ----
+     * Reductions and noise are defined to the bit, independent of the
+     * thread count, so a run does not depend on threads and a device
+     * backend can reproduce the CPU's steps. */
+    /* *out (host double) = sum of x[i]^2 over i < n: the elements are cut
+     * into chunks of PE_SUMSQ_CHUNK (the last may be shorter); each chunk's
+     * squares ((double)x[i] * x[i]) summed in double in index order, then
+     * the chunks' sums in chunk order. */
+    int (*sumsq)(pe_backend *b, size_t n, const float *x, double *out);
+    /* y[i] += a * x[i] in float (the product rounded, then the sum) */
+    int (*axpy)(pe_backend *b, size_t n, float a, const float *x, float *y);
+    /* Gaussian noise: dst[i] = (float)(((double)src[i] + stddev * z_i) *
+     * scale), in double, with z_i standard normal from Philox (rng.h):
+     * block k (k = i / 2) is w = Philox4x32-10(ctr = {lo(k), hi(k), 0, 0},
+     * key), u1 = ((w0 << 32 | w1) >> 11) 2^-53, u2 = ((w2 << 32 | w3) >> 11)
+     * 2^-53, r = sqrt(-2 log(1 - u1)), and z_2k = r cos(2 pi u2), z_2k+1 =
+     * r sin(2 pi u2) (Box-Muller). The coordinates are the counters, so any
+     * split of the work draws the same values; a port matches the CPU up to
+     * its math library's last bits in log, cos and sin. May be in place. */
+    int (*gauss_noise)(pe_backend *b, size_t n, const uint32_t key[2],
+                       double stddev, double scale, const float *src,
+                       float *dst);
 
     /* ---- optimisers, on flat parameter arrays ---- */
     /* PyTorch Adam (weight decay added to the gradient, L2 style, not

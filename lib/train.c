@@ -2,8 +2,8 @@
  * train.c - the training loop (see train.h): SimCLR, or MoCo v2 with its
  * key encoder and queue; with its in-run defenses: --init (fine-tune an
  * existing encoder), the localized crop (augment.c draws it; the loader
- * only passes the options on) and --stop-plateau (early stopping on the
- * kNN monitor).
+ * only passes the options on), --stop-plateau (early stopping on the
+ * kNN monitor) and --dp-clip (DP-SGD on groups of images, pe_dp_*).
  *
  * One loader thread reads records from LMDB and augments the next batch's
  * two views while the compute threads (the backend's pool) run the current
@@ -28,6 +28,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include "dp.h"
 #include "escape.h"
 #include "pe.h"
 #include "rng.h"
@@ -51,6 +52,9 @@ void pe_train_opts_default(pe_train_opts *o) {
     o->method = PE_METHOD_SIMCLR;
     o->moco_queue = 4096;
     o->moco_momentum = 0.999;
+    o->dp_noise = -1;
+    o->dp_delta = 1e-5;
+    o->dp_group = 32;
     o->seed = 1;
     o->knn_k = 200;
     o->knn_t = 0.5f;
@@ -442,7 +446,20 @@ typedef struct trainer {
     pe_model *key;
     float *queue, *kn;
     uint64_t queue_ptr;
+    /* --dp-clip (NULL otherwise): the step's workspace, the noise
+     * multiplier used and the sampling rate of the accounting */
+    pe_dp *dp;
+    double dp_sigma, dp_q;
 } trainer;
+
+/* Epsilon of the steps done so far (INFINITY without noise), for noise of
+ * std sigma C and a sensitivity of PE_DP_SENSITIVITY C per image. */
+static double dp_epsilon_now(const trainer *tr) {
+    if (tr->step == 0) return 0; /* nothing released yet */
+    if (!(tr->dp_sigma > 0)) return INFINITY;
+    return pe_dp_epsilon(tr->dp_q, tr->dp_sigma / PE_DP_SENSITIVITY, tr->step,
+                         tr->o->dp_delta, NULL);
+}
 
 static const char *const init_keys[3] = {"init", "init_xxh3_128", "init_head"};
 
@@ -561,6 +578,13 @@ static int save_checkpoint(trainer *tr, const char *path) {
                      (rc = add_meta(w, "moco_queue", "%d", o->moco_queue)) ||
                      (rc = add_meta(w, "moco_momentum", "%.17g", o->moco_momentum)) ||
                      (rc = add_meta(w, "moco_ptr", "%llu", (unsigned long long)tr->queue_ptr)))) ||
+        /* so do runs without --dp-clip */
+        (tr->dp && ((rc = add_meta(w, "dp_clip", "%.17g", o->dp_clip)) ||
+                    (rc = add_meta(w, "dp_noise", "%.17g", tr->dp_sigma)) ||
+                    (rc = add_meta(w, "dp_delta", "%.17g", o->dp_delta)) ||
+                    (rc = add_meta(w, "dp_group", "%d", o->dp_group)) ||
+                    (rc = add_meta(w, "dp_sampling_rate", "%.17g", tr->dp_q)) ||
+                    (rc = add_meta(w, "dp_epsilon", "%.6g", dp_epsilon_now(tr))))) ||
         (rc = add_meta(w, "mean", "%.9g,%.9g,%.9g", (double)tr->mean[0], (double)tr->mean[1], (double)tr->mean[2])) ||
         (rc = add_meta(w, "std", "%.9g,%.9g,%.9g", (double)tr->std[0], (double)tr->std[1], (double)tr->std[2])) ||
         (rc = add_meta(w, "crop_scale", "%.9g,%.9g", o->aug.scale[0], o->aug.scale[1])) ||
@@ -731,7 +755,9 @@ static int resume_from(trainer *tr, const char *path) {
                                     {"crop_scale", NULL}, {"crop_ratio", NULL},
                                     {"jitter", NULL}, {"p_flip_jitter_gray", NULL},
                                     {"crop_mode", "independent"}, {"local_scale", ""},
-                                    {"moco_queue", ""}, {"moco_momentum", ""}};
+                                    {"moco_queue", ""}, {"moco_momentum", ""},
+                                    {"dp_clip", ""}, {"dp_noise", ""}, {"dp_delta", ""},
+                                    {"dp_group", ""}};
     enum { NSAME = sizeof same / sizeof same[0] };
     char mine[NSAME][128];
     snprintf(mine[0], 128, "%.17g", o->lr);
@@ -755,13 +781,21 @@ static int resume_from(trainer *tr, const char *path) {
         snprintf(mine[11], 128, "%d", o->moco_queue);
         snprintf(mine[12], 128, "%.17g", o->moco_momentum);
     }
+    mine[13][0] = mine[14][0] = mine[15][0] = mine[16][0] = 0; /* no DP: none */
+    if (tr->dp) {
+        snprintf(mine[13], 128, "%.17g", o->dp_clip);
+        snprintf(mine[14], 128, "%.17g", tr->dp_sigma);
+        snprintf(mine[15], 128, "%.17g", o->dp_delta);
+        snprintf(mine[16], 128, "%d", o->dp_group);
+    }
     for (int i = 0; i < NSAME; i++) {
         const char *theirs = pe_st_meta(f, same[i][0]);
         if (!theirs) theirs = same[i][1];
         if (!theirs || strcmp(theirs, mine[i])) {
             rc = pe_fail(PE_EUSAGE, "%s: the checkpoint's %s is %s, this run's %s: a resume "
-                         "takes the same options", path, same[i][0], theirs ? theirs : "missing",
-                         mine[i]);
+                         "takes the same options", path, same[i][0],
+                         !theirs ? "missing" : *theirs ? theirs : "unset",
+                         *mine[i] ? mine[i] : "unset");
             goto out;
         }
     }
@@ -997,6 +1031,115 @@ static int step_loss(trainer *tr, const float *x, size_t view_n, float *loss, fl
                        o->temperature, loss, dz, tr->kn);
 }
 
+/* ---------------- DP-SGD ---------------- */
+struct pe_dp {
+    pe_backend *be;
+    int B, g, D;
+    size_t view_n, np;
+    double clip, sigma;
+    uint64_t seed;
+    float *xg;  /* (2g, C, S, S) one group's views; NULL when g == B */
+    float *dz;  /* (2g, D) d loss / d z of a group */
+    float *sum; /* (np) the clipped groups' gradients, summed */
+    uint64_t groups, clipped;
+};
+
+void pe_dp_noise_key(uint64_t seed, uint64_t step, uint32_t key[2]) {
+    pe_rng_epoch_key(seed, step, PE_DP_TAG_NOISE, key);
+}
+
+double pe_dp_clip_scale(double norm, double clip) {
+    return norm > clip ? clip / norm : 1.0;
+}
+
+int pe_dp_init(pe_dp **out, pe_model *m, pe_backend *be, int B, int g, size_t view_n,
+               double clip, double sigma, uint64_t seed) {
+    *out = NULL;
+    if (g < 2 || B < g || B % g)
+        return pe_fail(PE_EUSAGE, "--dp-group %d: the batch (%d) must be a multiple of the "
+                       "group, and a group at least 2 images", g, B);
+    if (!(clip > 0 && isfinite(clip)) || !(sigma >= 0 && isfinite(sigma)))
+        return pe_fail(PE_EUSAGE, "DP clip %g and noise %g out of range", clip, sigma);
+    pe_dp *dp = calloc(1, sizeof *dp);
+    if (!dp) return ENOMEM;
+    dp->be = be;
+    dp->B = B;
+    dp->g = g;
+    dp->D = pe_model_get_cfg(m)->head_out;
+    dp->view_n = view_n;
+    dp->np = pe_model_nparams(m);
+    dp->clip = clip;
+    dp->sigma = sigma;
+    dp->seed = seed;
+    if (g < B) dp->xg = be->alloc(be, 2 * (size_t)g * view_n * sizeof(float));
+    dp->dz = be->alloc(be, 2 * (size_t)g * (size_t)dp->D * sizeof(float));
+    dp->sum = be->alloc(be, dp->np * sizeof(float));
+    if ((g < B && !dp->xg) || !dp->dz || !dp->sum) {
+        pe_dp_free(dp);
+        return pe_fail(ENOMEM, "no memory for the DP step's buffers");
+    }
+    *out = dp;
+    return 0;
+}
+
+void pe_dp_free(pe_dp *dp) {
+    if (!dp) return;
+    if (dp->xg) dp->be->free(dp->be, dp->xg);
+    if (dp->dz) dp->be->free(dp->be, dp->dz);
+    if (dp->sum) dp->be->free(dp->be, dp->sum);
+    free(dp);
+}
+
+void pe_dp_counts(pe_dp *dp, uint64_t *groups, uint64_t *clipped) {
+    *groups = dp->groups;
+    *clipped = dp->clipped;
+    dp->groups = dp->clipped = 0;
+}
+
+int pe_dp_step(pe_dp *dp, pe_model *m, const float *x, float T, uint64_t step, float *loss) {
+    pe_backend *be = dp->be;
+    const int ng = dp->B / dp->g;
+    const size_t gv = (size_t)dp->g * dp->view_n;
+    float *grads = pe_model_grads(m);
+    double loss_sum = 0;
+    int rc = be->fill(be, dp->np, 0, dp->sum);
+    for (int j = 0; j < ng && !rc; j++) {
+        /* the group's 2g views: its images' view 1, then their view 2 */
+        const float *xj = x;
+        if (dp->xg) {
+            rc = be->copy(be, gv, x + (size_t)j * gv, dp->xg);
+            if (!rc) rc = be->copy(be, gv, x + (size_t)dp->B * dp->view_n + (size_t)j * gv, dp->xg + gv);
+            xj = dp->xg;
+        }
+        float l = 0;
+        double ss = 0;
+        if (!rc) rc = pe_model_forward(m, xj, 1, 1);
+        if (!rc) rc = be->ntxent(be, 2 * dp->g, dp->D, pe_model_z(m), T, &l, dp->dz);
+        if (!rc && !isfinite(l)) {
+            *loss = l;
+            return 0;
+        }
+        if (!rc) rc = pe_model_backward(m, dp->dz);
+        if (!rc) rc = be->sumsq(be, dp->np, grads, &ss);
+        if (rc) break;
+        if (!isfinite(ss)) {
+            *loss = NAN;
+            return 0;
+        }
+        const double scale = pe_dp_clip_scale(sqrt(ss), dp->clip);
+        dp->groups++;
+        dp->clipped += scale < 1;
+        rc = be->axpy(be, dp->np, (float)scale, grads, dp->sum);
+        loss_sum += l;
+    }
+    if (rc) return rc;
+    uint32_t key[2];
+    pe_dp_noise_key(dp->seed, step, key);
+    rc = be->gauss_noise(be, dp->np, key, dp->sigma * dp->clip, 1.0 / ng, dp->sum, grads);
+    *loss = (float)(loss_sum / ng);
+    return rc;
+}
+
 /* ---------------- the run ---------------- */
 static double lr_at(const pe_train_opts *o, uint64_t step, uint64_t total, uint64_t warm) {
     if (o->optim == PE_OPT_ADAM) return o->lr;
@@ -1033,6 +1176,27 @@ static int check_opts(const pe_train_opts *o) {
             return pe_fail(PE_EUSAGE, "--moco-momentum %g out of range (0 to 1)", o->moco_momentum);
     }
     if (o->size < 8 || o->size > 1024) return pe_fail(PE_EUSAGE, "size %d out of range (8 to 1024)", o->size);
+    if (o->dp_clip != 0 || o->dp_noise >= 0 || o->dp_epsilon != 0) {
+        if (!(o->dp_clip > 0 && o->dp_clip <= 1e30))
+            return pe_fail(PE_EUSAGE, "--dp-clip %g: differentially private training needs a "
+                           "clip norm above 0 (and --dp-noise or --dp-epsilon goes with it)",
+                           o->dp_clip);
+        if ((o->dp_noise >= 0) == (o->dp_epsilon != 0))
+            return pe_fail(PE_EUSAGE, "--dp-clip takes exactly one of --dp-noise and --dp-epsilon");
+        if (o->dp_noise >= 0 && !(o->dp_noise <= 1e6))
+            return pe_fail(PE_EUSAGE, "--dp-noise %g out of range (0 to 1e6)", o->dp_noise);
+        if (o->dp_epsilon != 0 && !(o->dp_epsilon > 0 && o->dp_epsilon < 1e6))
+            return pe_fail(PE_EUSAGE, "--dp-epsilon %g out of range (above 0)", o->dp_epsilon);
+        if (!(o->dp_delta > 0 && o->dp_delta < 1))
+            return pe_fail(PE_EUSAGE, "--dp-delta %g out of range (0 < delta < 1)", o->dp_delta);
+        if (o->dp_group < 2 || o->batch % o->dp_group)
+            return pe_fail(PE_EUSAGE, "--dp-group %d: the batch (%d) must be a multiple of the "
+                           "group, of at least 2 images", o->dp_group, o->batch);
+        if (o->method != PE_METHOD_SIMCLR)
+            return pe_fail(PE_EUSAGE, "--dp-clip trains SimCLR only: MoCo's queue carries "
+                           "earlier batches' keys into every step, which the group "
+                           "accounting does not cover");
+    }
     return 0;
 }
 
@@ -1086,6 +1250,25 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
                      o->set, tr->d.nocc, o->batch);
         goto out;
     }
+    /* DP: the noise before the (long) statistics pass, so that an
+     * unreachable --dp-epsilon fails at once */
+    if (o->dp_clip > 0) {
+        tr->dp_q = (double)o->batch / (double)tr->d.nocc;
+        tr->dp_sigma = o->dp_noise;
+        uint64_t steps = (uint64_t)o->epochs * (tr->d.nocc / (size_t)o->batch);
+        if (o->dp_noise < 0) {
+            if ((rc = pe_dp_sigma_for(tr->dp_q, steps, o->dp_delta, o->dp_epsilon, &tr->dp_sigma)))
+                goto out;
+            tr->dp_sigma *= PE_DP_SENSITIVITY;
+        }
+        if (o->dp_delta >= 1.0 / (double)tr->d.nocc)
+            fprintf(err, "%s: warning: --dp-delta %g is not below 1/n = %g (n = %zu images in "
+                    "'%s'): a mechanism that publishes one whole example at random meets such "
+                    "a delta; take delta well below 1/n\n", o->prog, o->dp_delta,
+                    1.0 / (double)tr->d.nocc, tr->d.nocc, pe_esc(o->set));
+        stats->dp_sigma = tr->dp_sigma;
+        stats->dp_q = tr->dp_q;
+    }
     int C = o->channels ? o->channels : (int)tr->d.channels;
     if (C != 1 && C != 3) { rc = pe_fail(PE_EUSAGE, "channels %d (1 or 3)", C); goto out; }
     if (C == 1 && tr->d.channels == 3) {
@@ -1119,7 +1302,13 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     /* N views per step; the trained model sees all of them (SimCLR) or
      * view 1 only (MoCo, whose key encoder sees view 2): MB at a time */
     int B = o->batch, N = 2 * B, MB = moco ? B : N;
+    /* DP: the model runs one group of 2g views at a time */
+    if (o->dp_clip > 0) MB = 2 * o->dp_group;
     if ((rc = pe_model_set_batch(tr->m, MB))) goto out;
+    if (o->dp_clip > 0 &&
+        (rc = pe_dp_init(&tr->dp, tr->m, be, B, o->dp_group, (size_t)C * o->size * o->size,
+                         o->dp_clip, tr->dp_sigma, o->seed)))
+        goto out;
     size_t np = pe_model_nparams(tr->m);
     tr->s1 = be->alloc(be, np * sizeof(float));
     tr->s2 = be->alloc(be, np * sizeof(float));
@@ -1240,7 +1429,8 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
             rc = be->upload(be, dx, x, (size_t)N * L.view_n * sizeof(float));
             loader_release(&L, b);
             float loss = 0;
-            if (!rc) rc = step_loss(tr, dx, L.view_n, &loss, dz);
+            if (!rc && tr->dp) rc = pe_dp_step(tr->dp, tr->m, dx, o->temperature, tr->step, &loss);
+            else if (!rc) rc = step_loss(tr, dx, L.view_n, &loss, dz);
             if (!rc && !isfinite(loss)) {
                 rc = pe_fail(PE_ECORRUPT, "the loss is %s at epoch %d step %llu: training "
                              "diverged (a learning rate too high, or inputs out of range); the "
@@ -1248,7 +1438,7 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
                              isnan(loss) ? "NaN" : "infinite", ep + 1, (unsigned long long)tr->step);
                 break;
             }
-            if (!rc) rc = pe_model_backward(tr->m, dz);
+            if (!rc && !tr->dp) rc = pe_model_backward(tr->m, dz);
             lr = lr_at(o, tr->step, total, warm);
             if (!rc && o->optim == PE_OPT_ADAM)
                 rc = be->adam(be, np, pe_model_params(tr->m), pe_model_grads(tr->m), tr->s1, tr->s2,
@@ -1284,6 +1474,11 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
             break;
         }
         double dt = pe_now() - t0;
+        if (tr->dp) {
+            uint64_t ng, nc;
+            pe_dp_counts(tr->dp, &ng, &nc);
+            stats->dp_clipped = ng ? (double)nc / (double)ng : 0;
+        }
         tr->epochs_done = ep + 1;
         tr->batch_in_epoch = 0;
         stats->epochs_done = ep + 1;
@@ -1313,6 +1508,12 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
                     (double)(done * (uint64_t)B) / dt, dt, wait);
             if (knn >= 0) fprintf(log, ",\"knn_acc\":%.4f", knn);
             if (o->stop_plateau) fprintf(log, ",\"best_epoch\":%d", best_epoch);
+            if (tr->dp) {
+                double eps = dp_epsilon_now(tr);
+                if (isfinite(eps)) fprintf(log, ",\"dp_epsilon\":%.6g", eps);
+                else fputs(",\"dp_epsilon\":null", log);
+                fprintf(log, ",\"dp_clipped\":%.4f", stats->dp_clipped);
+            }
             fputs("}\n", log);
             fflush(log);
         }
@@ -1327,6 +1528,7 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     if (!rc && tr->step == steps_before && o->out) rc = save_checkpoint(tr, o->out);
     stats->steps = tr->step;
     stats->epochs_done = tr->epochs_done;
+    if (tr->dp) stats->dp_epsilon = dp_epsilon_now(tr);
     stats->seconds = pe_now() - t_start;
     if (stats->seconds > 0)
         stats->images_per_s = (double)((tr->step - steps_before) * (uint64_t)B) / stats->seconds;
@@ -1347,6 +1549,7 @@ out:
         if (tr->s2) tr->be->free(tr->be, tr->s2);
         if (tr->queue) tr->be->free(tr->be, tr->queue);
         if (tr->kn) tr->be->free(tr->be, tr->kn);
+        pe_dp_free(tr->dp);
         pe_model_free(tr->key);
         pe_model_free(tr->m);
         tr->be->destroy(tr->be);

@@ -6,7 +6,8 @@
  * monitoring, safetensors checkpoints with optimiser state and exact
  * resume; and the defenses that live in the training run: fine-tuning an
  * existing encoder (init), the localized crop (aug.crop_mode, augment.h)
- * and early stopping on a plateau of the kNN monitor (stop_plateau).
+ * early stopping on a plateau of the kNN monitor (stop_plateau) and
+ * differentially private training (dp_clip: DP-SGD on groups of images).
  *
  * Not for: option parsing (cmd/pe-train.c), the model graph (model.c), the
  * kernels (kernels/) or the augmentations' pixel math (augment.c).
@@ -75,6 +76,17 @@ typedef struct pe_train_opts {
                                above its best for this many epochs; out
                                then holds the best epoch (0 = off; needs
                                knn_set, excludes max_steps) */
+    /* differentially private training (DP-SGD, SimCLR only; see the
+     * pe_dp_* functions below): per-group clipping and Gaussian noise */
+    double dp_clip;         /* C, the clip norm of a group's gradient;
+                               0 = no DP (the other dp_* unused) */
+    double dp_noise;        /* sigma, the noise multiplier (>= 0); < 0 =
+                               derived from dp_epsilon */
+    double dp_epsilon;      /* the epsilon to reach at the run's last step
+                               (with dp_noise < 0); 0 = not given */
+    double dp_delta;        /* delta of the accounting, 0 < delta < 1
+                               (1e-5) */
+    int dp_group;           /* g, images per group; batch a multiple (32) */
     int progress;           /* progress line on stderr */
     const char *prog;
 } pe_train_opts;
@@ -93,6 +105,13 @@ typedef struct pe_train_stats {
     int best_epoch;               /* with stop_plateau: the epoch out holds */
     double best_acc;              /*   and its kNN accuracy */
     int stopped_plateau;          /* 1 when the plateau rule ended the run */
+    double dp_sigma;              /* with dp_clip: the noise multiplier used
+                                     (noise std sigma C on the sum), */
+    double dp_q;                  /*   the sampling rate batch / occurrences, */
+    double dp_epsilon;            /*   epsilon after the steps done (at
+                                       dp_delta; INFINITY when sigma is 0) */
+    double dp_clipped;            /*   fraction of the last epoch's group
+                                       gradients that were clipped */
 } pe_train_stats;
 
 /* Runs the training. Returns 0, or an error code with the message naming
@@ -135,6 +154,60 @@ int pe_moco_key_copy(pe_model *key, pe_model *query, pe_backend *be);
  * forward passes, as in the MoCo reference code. */
 int pe_moco_momentum_update(pe_model *key, pe_model *query, pe_backend *be,
                             double m);
+
+/* ---- DP-SGD's pieces, for the trainer and its tests ----
+ * NT-Xent couples a batch (every image is a negative of every other, and
+ * batch norm normalises over the batch), so a per-example gradient does
+ * not exist. The batch of B images is cut into B / g groups of g images;
+ * each group runs its own forward and backward on its 2g views (batch
+ * statistics and negatives from the group alone), so one image touches
+ * exactly one group's gradient. Each group's gradient (every trainable
+ * parameter, head included) is scaled by min(1, C / ||grad||); the sum
+ * over groups gets N(0, (sigma C)^2) noise per coordinate from a Philox
+ * stream keyed by (seed, step) (pe_dp_noise_key), and is divided by the
+ * number of groups: that is the gradient the optimiser sees. The
+ * accounting (dp.h) is that of the subsampled Gaussian mechanism at rate
+ * q = B / occurrences with sensitivity PE_DP_SENSITIVITY C per image. */
+#define PE_DP_TAG_NOISE 0x736e7064u /* "dpns" */
+
+/* The L2 sensitivity of the sum of clipped group gradients to adding or
+ * removing one image, in units of C. The image's group keeps its other
+ * images, and its clipped gradient may move from any point of the ball of
+ * radius C to any other: 2, not the 1 of per-example clipping (TF
+ * Privacy's "doubling of sensitivity with microbatching"; Ponomareva et
+ * al., "How to DP-fy ML", 2023, sec. 5.6). So the accountant (dp.h) sees
+ * the noise multiplier sigma / PE_DP_SENSITIVITY, and --dp-epsilon's sigma
+ * is PE_DP_SENSITIVITY times pe_dp_sigma_for's. */
+#define PE_DP_SENSITIVITY 2.0
+
+typedef struct pe_dp pe_dp;
+
+/* The key of step `step`'s noise under seed: pe_rng_epoch_key(seed, step,
+ * PE_DP_TAG_NOISE). */
+void pe_dp_noise_key(uint64_t seed, uint64_t step, uint32_t key[2]);
+
+/* The factor a gradient of L2 norm `norm` is scaled by: min(1, clip /
+ * norm), 1 for a zero gradient. */
+double pe_dp_clip_scale(double norm, double clip);
+
+/* Workspace of the DP step for batches of B images (2B views of view_n
+ * floats each, view 1 then view 2) in groups of g (B a multiple of g),
+ * for model m, whose batch must be set to 2g. clip > 0, sigma >= 0.
+ * Returns 0, PE_EUSAGE or ENOMEM. Free with pe_dp_free. */
+int pe_dp_init(pe_dp **out, pe_model *m, pe_backend *be, int B, int g, size_t view_n,
+               double clip, double sigma, uint64_t seed);
+void pe_dp_free(pe_dp *dp);
+
+/* One private gradient of the batch x (backend memory) at optimiser step
+ * `step`, left in pe_model_grads(m) for the optimiser; *loss gets the mean
+ * of the groups' NT-Xent losses at temperature T. A group whose loss is
+ * not finite stops the step with that loss in *loss (the caller reports
+ * it) and rc 0. Batch-norm running statistics are updated once per group. */
+int pe_dp_step(pe_dp *dp, pe_model *m, const float *x, float T, uint64_t step, float *loss);
+
+/* The groups seen and the groups whose gradient was clipped since the
+ * last call, then resets both. */
+void pe_dp_counts(pe_dp *dp, uint64_t *groups, uint64_t *clipped);
 
 /* Loads the encoder (and head, when the file has it) of a safetensors
  * checkpoint into m: every tensor of m must be present with its shape;

@@ -99,6 +99,9 @@ pe_backend *pe_backend_cpu(int nthreads) {
     b->ntxent = pe_cpu_ntxent;
     b->infonce = pe_cpu_infonce;
     b->ema = pe_cpu_ema;
+    b->sumsq = pe_cpu_sumsq;
+    b->axpy = pe_cpu_axpy;
+    b->gauss_noise = pe_cpu_gauss_noise;
     b->adam = pe_cpu_adam;
     b->sgd = pe_cpu_sgd;
     b->destroy = cpu_destroy;

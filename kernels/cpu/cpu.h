@@ -163,6 +163,11 @@ int pe_cpu_infonce(pe_backend *b, int N, int D, int K, const float *q,
                    const float *k, const float *queue, float T, float *loss,
                    float *dq, float *kn);
 int pe_cpu_ema(pe_backend *b, size_t n, const float *src, float *dst, double m);
+int pe_cpu_sumsq(pe_backend *b, size_t n, const float *x, double *out);
+int pe_cpu_axpy(pe_backend *b, size_t n, float a, const float *x, float *y);
+int pe_cpu_gauss_noise(pe_backend *b, size_t n, const uint32_t key[2],
+                       double stddev, double scale, const float *src,
+                       float *dst);
 
 int pe_cpu_adam(pe_backend *b, size_t n, float *p, const float *g, float *m,
                 float *v, float lr, float b1, float b2, float eps, float wd,

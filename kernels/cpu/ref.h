@@ -58,6 +58,11 @@ void pe_ref_infonce(int N, int D, int K, const float *q, const float *k,
                     const float *queue, float T, float *loss, float *dq,
                     float *kn);
 void pe_ref_ema(size_t n, const float *src, float *dst, double m);
+/* DP-SGD's ops (float only: no finite differences go through them) */
+double pe_ref_sumsq(size_t n, const float *x);
+void pe_ref_axpy(size_t n, float a, const float *x, float *y);
+void pe_ref_gauss_noise(size_t n, const uint32_t key[2], double stddev,
+                        double scale, const float *src, float *dst);
 void pe_ref_adam(size_t n, float *p, const float *g, float *m, float *v,
                  float lr, float b1, float b2, float eps, float wd, long t);
 void pe_ref_sgd(size_t n, float *p, const float *g, float *buf, float lr,
