@@ -45,34 +45,8 @@ static int verbose;              /* PE_TEST_VERBOSE: each comparison's margin */
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static uint64_t rng = 0x243F6A8885A308D3ull;
-
-static double rnd(void) { /* splitmix64, uniform in [0, 1) */
-    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-53;
-}
-
-static float *randf(size_t n, double lo, double hi) {
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    if (!p) abort();
-    for (size_t i = 0; i < n; i++) p[i] = (float)(lo + (hi - lo) * rnd());
-    return p;
-}
-
-static float *zerof(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) abort();
-    return p;
-}
-
-static double *zerod(size_t n) {
-    double *p = calloc(n ? n : 1, sizeof(double));
-    if (!p) abort();
-    return p;
-}
+#define TEST_RNG_SEED 0x243F6A8885A308D3ull
+#include "testrand.h"
 
 /* rows of x (n, D) L2-normalised in place */
 static void normalise_rows(float *x, size_t n, int D) {
