@@ -137,19 +137,25 @@ int main(int argc, char **argv) {
     double d, l[4];
     uint64_t u;
     opterr = 0;
+    /* the option being parsed, named as the user may have written it */
+    int li = -1;
+    char optname[64];
+#define OPTNAME()                                                                   \
+    (li >= 0 ? (snprintf(optname, sizeof optname, "--%s", lo[li].name), optname)     \
+             : (snprintf(optname, sizeof optname, "-%c", c), optname))
 #define NUM(lo_, hi_, dst)                                                     \
     do {                                                                       \
         if (pe_parse_double(optarg, lo_, hi_, &d))                                \
-            return pe_cli_usage(prog, "%s: %s", argv[optind - 1], pe_errmsg()); \
+            return pe_cli_usage(prog, "%s: %s", OPTNAME(), pe_errmsg());       \
         dst = d;                                                               \
     } while (0)
 #define INT(lo_, hi_, dst)                                                     \
     do {                                                                       \
         if (pe_parse_u64(optarg, lo_, hi_, &u))                                \
-            return pe_cli_usage(prog, "%s: %s", argv[optind - 1], pe_errmsg()); \
+            return pe_cli_usage(prog, "%s: %s", OPTNAME(), pe_errmsg());       \
         dst = u;                                                               \
     } while (0)
-    while ((c = getopt_long(argc, argv, ":S:s:o:b:j:h", lo, NULL)) != -1) {
+    while ((li = -1, c = getopt_long(argc, argv, ":S:s:o:b:j:h", lo, &li)) != -1) {
         switch (c) {
         case 'S': store = optarg; break;
         case 's': o.set = optarg; break;

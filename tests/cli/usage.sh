@@ -30,6 +30,13 @@ usage_error pe-export
 usage_error pe-export -o d a b
 usage_error pe-rm
 usage_error pe-rm 'bad/name'
+# a bad number names its option, however it was written
+usage_error pe-train --set x --lr abc
+err_has "--lr: 'abc'"
+usage_error pe-train --set x --temperature=-1
+err_has "--temperature: '-1'"
+usage_error pe-train --set x -b 0
+err_has "-b: 0"
 # nothing was created by any of these
 [ -e "$PE_STORE" ] && fail "a usage error created the store"
 exit 0
