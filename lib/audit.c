@@ -471,6 +471,16 @@ static int record_decode(audit *a, rec *r, const uint8_t *b, size_t len, int par
     return 1;
 }
 
+/* The whole image's hash and block means, from one thumbnail. */
+static int whole_hash(const audit *a, const pe_image *im, uint64_t *hash, uint8_t *mini) {
+    uint8_t t[PE_PHASH_THUMB];
+    int rc = pe_phash_thumb(im, 0, 0, im->w, im->h, t);
+    if (rc) return rc;
+    *hash = pe_phash_of_thumb(t, a->o->mode);
+    thumb_mini(t, mini);
+    return 0;
+}
+
 /* Measures an image from its pixels: size, quality, hash and (with
  * parts) the informative parts' hashes. */
 static int measure(audit *a, rec *r, const pe_image *im, int parts_wanted) {
@@ -478,13 +488,10 @@ static int measure(audit *a, rec *r, const pe_image *im, int parts_wanted) {
     r->w = im->w;
     r->h = im->h;
     r->c = im->c;
-    if ((rc = pe_audit_quality(im, &r->q))) return rc;
-    uint8_t t[PE_PHASH_THUMB];
-    if ((rc = pe_phash_thumb(im, 0, 0, im->w, im->h, t))) return rc;
-    r->hash = pe_phash_of_thumb(t, a->o->mode);
-    thumb_mini(t, r->mini);
+    if ((rc = pe_audit_quality(im, &r->q)) || (rc = whole_hash(a, im, &r->hash, r->mini))) return rc;
     r->part0 = (uint32_t)a->np;
     if (!parts_wanted) return 0;
+    uint8_t t[PE_PHASH_THUMB];
     pe_part parts[PE_AUDIT_MAX_PARTS];
     int np = pe_audit_parts(im->w, im->h, parts);
     if ((rc = grow_parts(a, a->np + (size_t)np))) return rc;
@@ -621,13 +628,8 @@ static int collect_against(void *ctx, pe_txn *txn, const pe_set_entry *e, unsign
         pe_key_to_hex(&e->key, hx);
         return pe_fail_prefix(rc, "image %s", hx);
     }
-    uint8_t t[PE_PHASH_THUMB];
-    rc = pe_phash_thumb(&im, 0, 0, im.w, im.h, t);
-    if (!rc) {
-        a->ah[a->na] = pe_phash_of_thumb(t, a->o->mode);
-        thumb_mini(t, a->amini + a->na * MINI);
-        a->ak[a->na++] = e->key;
-    }
+    rc = whole_hash(a, &im, &a->ah[a->na], a->amini + a->na * MINI);
+    if (!rc) a->ak[a->na++] = e->key;
     pe_image_free(&im);
     return rc;
 }
@@ -738,7 +740,8 @@ typedef struct match_ctx {
     uint32_t best_id;
     int skip_near;     /* skip matches that are near duplicates of self */
     const uint8_t *qmini;  /* the query's block means */
-    const uint8_t *minis;  /* (ids, MINI): the indexed images' */
+    const uint8_t *minis;  /* the indexed image id's are at minis + id * stride */
+    size_t stride;
 } match_ctx;
 
 static int match_hit(void *ctx, uint32_t id, int d) {
@@ -750,7 +753,7 @@ static int match_hit(void *ctx, uint32_t id, int d) {
         pe_hamming(c->a->r[id].hash, c->a->r[c->self].hash) <= c->a->o->radius)
         return 0;
     /* the hashes agree: do the pixels? */
-    if (!mini_same(c->qmini, c->minis + (size_t)id * MINI)) return 0;
+    if (!mini_same(c->qmini, c->minis + (size_t)id * c->stride)) return 0;
     if (d < c->best_d || (d == c->best_d && id < c->best_id)) {
         c->best_d = d;
         c->best_id = id;
@@ -766,7 +769,7 @@ static int scan_composite(audit *a, const pe_hindex *full, const pe_hindex *agai
         int best = sr + 1;
         if (!r->mine) continue; /* another shard's: its score is not printed */
         for (uint32_t p = r->part0; p < r->part0 + r->nparts; p++) {
-            match_ctx c = {a, i, sr + 1, NO_ID, 1, a->pmini + (size_t)p * MINI, a->imini};
+            match_ctx c = {a, i, sr + 1, NO_ID, 1, a->pmini + (size_t)p * MINI, a->r[0].mini, sizeof(rec)};
             if ((rc = pe_hindex_query(full, a->ph[p], sr, match_hit, &c))) return rc;
             if (c.best_id != NO_ID && c.best_d < best) {
                 best = c.best_d;
@@ -776,7 +779,7 @@ static int scan_composite(audit *a, const pe_hindex *full, const pe_hindex *agai
                 r->comp_d = best;
             }
             if (!against) continue;
-            match_ctx g = {a, NO_ID, sr + 1, NO_ID, 0, a->pmini + (size_t)p * MINI, a->amini};
+            match_ctx g = {a, NO_ID, sr + 1, NO_ID, 0, a->pmini + (size_t)p * MINI, a->amini, MINI};
             if ((rc = pe_hindex_query(against, a->ph[p], sr, match_hit, &g))) return rc;
             if (g.best_id != NO_ID && g.best_d < best) {
                 best = g.best_d;
@@ -800,8 +803,8 @@ static int scan_against(audit *a, const pe_hindex *against) {
         if (!r->mine) continue;
         for (int64_t p = -1; p < (int64_t)r->nparts; p++) {
             uint64_t q = p < 0 ? r->hash : a->ph[r->part0 + p];
-            const uint8_t *qm = p < 0 ? a->imini + (size_t)i * MINI : a->pmini + (size_t)(r->part0 + p) * MINI;
-            match_ctx g = {a, NO_ID, sr + 1, NO_ID, 0, qm, a->amini};
+            const uint8_t *qm = p < 0 ? r->mini : a->pmini + (size_t)(r->part0 + p) * MINI;
+            match_ctx g = {a, NO_ID, sr + 1, NO_ID, 0, qm, a->amini, MINI};
             if ((rc = pe_hindex_query(against, q, sr, match_hit, &g))) return rc;
             if (g.best_id != NO_ID && g.best_d < best) {
                 best = g.best_d;
@@ -1526,7 +1529,6 @@ static void audit_free(audit *a) {
     free(a->ak);
     free(a->ah);
     free(a->amini);
-    free(a->imini);
     free(a->tk);
     free(a->feat);
     free(a->knn);
@@ -1696,12 +1698,6 @@ int pe_audit_run(pe_store *st, const pe_audit_opts *o, FILE *in, FILE *out, FILE
 
     if ((rc = set_stats(a))) goto out;
     local_scores(a);
-    if (!(a->imini = malloc((a->n ? a->n : 1) * MINI))) {
-        rc = pe_fail(ENOMEM, "audit: out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < a->n; i++) memcpy(a->imini + i * MINI, a->r[i].mini, MINI);
-
     uint64_t *fh = malloc((a->n ? a->n : 1) * sizeof *fh);
     if (!fh) {
         rc = pe_fail(ENOMEM, "audit: out of memory");

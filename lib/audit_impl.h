@@ -94,7 +94,6 @@ typedef struct audit {
     pe_key *ak;
     uint64_t *ah;
     uint8_t *amini;   /* (na, 64) their block means */
-    uint8_t *imini;   /* (n, 64) the audited images' block means, for the scans */
     size_t na, acap;
     /* truth keys from a file, sorted */
     pe_key *tk;
