@@ -1,7 +1,7 @@
 /*
  * kernels.c - times the CPU backend's convolutions (forward, backward-data,
  * backward-filter) on every conv shape of the two SimCLR encoders of
- * /work/shared/bench/torch_simclr_step.py, at their batch of views, and
+ * ../shared/bench/torch_simclr_step.py, at their batch of views, and
  * sets each against the "roof": single-threaded sgemm (the one the
  * backend calls) on exactly the GEMM one forward item runs (K x CRS times
  * CRS x g*P*Q, with the columns already unfolded), timed by the thread's

@@ -2,12 +2,12 @@
 
 Run with Debian's PyTorch (apt-get install python3-torch python3-torchvision):
     /usr/bin/python3 bench/torch_train.py [--epochs E] [--train-limit N] [--test-limit N]
-        [--seed S] [--workers 0|1] [--threads T] [--data DIR]
+        [--bank-limit N] [--seed S] [--workers 0|1] [--threads T] [--data DIR]
 
 What it trains (pe-train --arch small --size 28 --batch 256, defaults otherwise):
   encoder  the `small` nn.Sequential of pe-train(1) / tests/ref/make_fixtures.py, 1 channel, 128-d
   head     Linear(128,512,no bias)-BatchNorm1d(512)-ReLU-Linear(512,128)
-  loss     NT-Xent, temperature 0.5 (as /work/shared/bench/torch_simclr_step.py)
+  loss     NT-Xent, temperature 0.5 (as ../shared/bench/torch_simclr_step.py)
   optim    Adam, lr 1e-3, weight decay 1e-6 (L2), batch 256, drop_last, shuffled every epoch
   views    torchvision on PIL "L" images: RandomResizedCrop(28, scale=(0.08, 1)),
            RandomHorizontalFlip(), RandomApply([ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
@@ -20,7 +20,8 @@ first --test-limit images of the test file (file order, so the same images as
 examples/train-fashion-mnist.sh uses with TRAIN_LIMIT and TEST_LIMIT).
 
 kNN monitor, as pe-train's: encoder features (the average pool, not the head) in eval mode of
-every training image (the memory bank) and every test image, whole images (28x28, no crop, flip
+every training image (the memory bank; with --bank-limit N the first N of them, as
+pe-train --knn-bank with the set train-N) and every test image, whole images (28x28, no crop, flip
 or jitter), ToTensor + Normalize; cosine similarity; the k = 200 most similar bank images vote
 for their labels with weight exp(sim / 0.5); the class with the largest total wins.
 
@@ -137,6 +138,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--train-limit", type=int, default=0, help="first N training images (0: all 60000)")
     ap.add_argument("--test-limit", type=int, default=0, help="first N test images (0: all 10000)")
+    ap.add_argument("--bank-limit", type=int, default=0,
+                    help="kNN memory bank: the first N training images (0: all the training images)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader num_workers (0 or 1 on 2 cores)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
@@ -165,7 +168,9 @@ def main():
     # eval inputs: whole 28x28 images, ToTensor + Normalize (float32 as torchvision computes it)
     def norm(x):
         return ((torch.from_numpy(x.astype(np.float32)) / 255.0 - mean) / std).unsqueeze(1)
-    etr, ete = norm(xtr), norm(xte)
+    nb = a.bank_limit if 0 < a.bank_limit < len(xtr) else len(xtr)
+    etr, ete = norm(xtr[:nb]), norm(xte)
+    ybank = ytr[:nb]
 
     encoder = small(1)
     if a.eval_checkpoint:
@@ -173,24 +178,24 @@ def main():
         encoder.load_state_dict({k: v for k, v in sd.items() if not k.startswith(("optimizer.", "head."))},
                                 strict=True)
         mean, std = float(meta["mean"].split(",")[0]), float(meta["std"].split(",")[0])
-        etr, ete = norm(xtr), norm(xte)
-        acc = knn_accuracy(features(encoder, etr), ytr, features(encoder, ete), yte)
+        etr, ete = norm(xtr[:nb]), norm(xte)
+        acc = knn_accuracy(features(encoder, etr), ybank, features(encoder, ete), yte)
         emit({"checkpoint": a.eval_checkpoint, "epochs_done": int(meta.get("epochs_done", -1)),
-              "mean": mean, "std": std, "train": len(xtr), "test": len(xte), "knn_acc": round(acc, 4)})
+              "mean": mean, "std": std, "bank": nb, "test": len(xte), "knn_acc": round(acc, 4)})
         return
     head = projection_head(128)
     model = nn.Sequential(encoder, head)
     info = dict(torch=torch.__version__, threads=torch.get_num_threads(), workers=a.workers,
-                train=len(xtr), test=len(xte), batch=a.batch, seed=a.seed,
+                train=len(xtr), bank=nb, test=len(xte), batch=a.batch, seed=a.seed,
                 mean=round(mean, 6), std=round(std, 6))
     emit({"config": info})
 
     if not a.no_baselines:
         t0 = time.perf_counter()
-        acc = knn_accuracy(etr.flatten(1), ytr, ete.flatten(1), yte)
+        acc = knn_accuracy(etr.flatten(1), ybank, ete.flatten(1), yte)
         emit({"baseline": "raw_pixels", "knn_acc": round(acc, 4), "knn_seconds": round(time.perf_counter() - t0, 1)})
         t0 = time.perf_counter()
-        acc = knn_accuracy(features(encoder, etr), ytr, features(encoder, ete), yte)
+        acc = knn_accuracy(features(encoder, etr), ybank, features(encoder, ete), yte)
         emit({"baseline": "random_init", "seed": a.seed, "knn_acc": round(acc, 4),
               "knn_seconds": round(time.perf_counter() - t0, 1)})
 
@@ -228,7 +233,7 @@ def main():
             steps += 1
         dt = time.perf_counter() - t0
         tk = time.perf_counter()
-        acc = knn_accuracy(features(encoder, etr), ytr, features(encoder, ete), yte)
+        acc = knn_accuracy(features(encoder, etr), ybank, features(encoder, ete), yte)
         tk = time.perf_counter() - tk
         emit({"epoch": ep, "steps": ep * steps, "loss": round(loss_sum / steps, 6),
               "images_per_s": round(steps * a.batch / dt, 1), "seconds": round(dt, 3),

@@ -46,7 +46,7 @@ static void usage(FILE *f) {
 "  -0, --null            paths on stdin are NUL-separated\n"
 "      --from-store PATH copy every image of another store (merge stores)\n"
 "      --from-set NAME   copy only this set of it, with labels and counts\n"
-"      --batch N         images per commit (default and most 8192;\n"
+"      --batch N         images per commit (default and most 32768;\n"
 "                        a batch also commits at 64 MiB of pixels or 1 s)\n"
 "  -q, --quiet           no per-file messages (summary only)\n"
 "  -h, --help            this help\n"
@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
         case O_FROMSTORE: o.from_store = optarg; break;
         case O_FROMSET: o.from_set = optarg; break;
         case O_BATCH:
-            if (pe_parse_u64(optarg, 1, 8192, &v))
+            if (pe_parse_u64(optarg, 1, 32768, &v))
                 return pe_cli_usage(prog, "--batch: %s", pe_errmsg());
             o.batch = (size_t)v;
             break;

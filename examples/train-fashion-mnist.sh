@@ -12,6 +12,8 @@
 #                order (default 0: all 60000)
 #   TEST_LIMIT   score the first N images of the test file, in file order
 #                (default 2000; 0: all 10000)
+#   BANK_LIMIT   kNN memory bank: the first N training images, set train-N
+#                (default 0: the training set itself)
 #   SEED         pe-train --seed (default 1)
 #   THREADS      pe-train -j (default: pe-train's, the online CPUs)
 #   Store: $PE_STORE when set (the sets are made when missing and reused when
@@ -29,7 +31,8 @@
 # of train and test, so the store holds them once.
 #
 # The memory bank of the kNN monitor is the training set (train-N with a
-# limit), its test images the test set (test-N); k 200, T 0.5.
+# limit) or, with BANK_LIMIT, its first N images (bench/torch_train.py
+# --bank-limit N); its test images the test set (test-N); k 200, T 0.5.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +41,7 @@ classes=$here/fashion-mnist.classes
 EPOCHS=${EPOCHS:-20}
 TRAIN_LIMIT=${TRAIN_LIMIT:-0}
 TEST_LIMIT=${TEST_LIMIT:-2000}
+BANK_LIMIT=${BANK_LIMIT:-0}
 SEED=${SEED:-1}
 THREADS=${THREADS:-}
 outdir=${1:-.}
@@ -52,12 +56,12 @@ done
     echo "$0: no Fashion-MNIST in $fm (apt-get install dataset-fashion-mnist)" >&2
     exit 1
 }
-for v in "$EPOCHS" "$TRAIN_LIMIT" "$TEST_LIMIT" "$SEED"; do
+for v in "$EPOCHS" "$TRAIN_LIMIT" "$TEST_LIMIT" "$BANK_LIMIT" "$SEED"; do
     case $v in
-    '' | *[!0-9]*) echo "$0: EPOCHS, TRAIN_LIMIT, TEST_LIMIT and SEED take numbers" >&2; exit 2 ;;
+    '' | *[!0-9]*) echo "$0: EPOCHS, TRAIN_LIMIT, TEST_LIMIT, BANK_LIMIT and SEED take numbers" >&2; exit 2 ;;
     esac
 done
-if [ "$TRAIN_LIMIT" -gt 60000 ] || [ "$TEST_LIMIT" -gt 10000 ]; then
+if [ "$TRAIN_LIMIT" -gt 60000 ] || [ "$BANK_LIMIT" -gt 60000 ] || [ "$TEST_LIMIT" -gt 10000 ]; then
     echo "$0: Fashion-MNIST has 60000 training and 10000 test images" >&2
     exit 2
 fi
@@ -123,6 +127,16 @@ if [ "$TRAIN_LIMIT" -gt 0 ] && [ "$TRAIN_LIMIT" -lt 60000 ]; then
         subset "$train_set" train "$TRAIN_LIMIT"
     fi
 fi
+bank_set=
+if [ "$BANK_LIMIT" -gt 0 ] && { [ "$TRAIN_LIMIT" -eq 0 ] || [ "$BANK_LIMIT" -lt "$TRAIN_LIMIT" ]; } &&
+    [ "$BANK_LIMIT" -lt 60000 ]; then
+    bank_set=train-$BANK_LIMIT
+    if have_set "$bank_set"; then
+        echo "set $bank_set is already in $PE_STORE"
+    else
+        subset "$bank_set" train "$BANK_LIMIT"
+    fi
+fi
 if [ "$TEST_LIMIT" -gt 0 ] && [ "$TEST_LIMIT" -lt 10000 ]; then
     test_set=test-$TEST_LIMIT
     if have_set "$test_set"; then
@@ -142,6 +156,7 @@ pe-ls --sets
 echo "--- pe-train --set $train_set --epochs $EPOCHS --knn-set $test_set"
 set -- --set "$train_set" --arch small --size 28 --batch 256 --epochs "$EPOCHS" --seed "$SEED" \
     -o "$outdir/fm-small.safetensors" --log "$outdir/fm-small.log" --knn-set "$test_set"
+if [ -n "$bank_set" ]; then set -- "$@" --knn-bank "$bank_set"; fi
 if [ -n "$THREADS" ]; then set -- "$@" -j "$THREADS"; fi
 pe-train "$@"
 

@@ -32,7 +32,7 @@
 #include "escape.h"
 #include "pe.h"
 
-#define RING 16384
+#define RING 65536
 #define INFLIGHT_BYTES (512u << 20) /* decoded pixels held ahead of the writer */
 
 enum { R_FORMAT, R_CORRUPT, R_TOOBIG, R_TIMEOUT, R_UNSUPPORTED, R_NOTFILE,
@@ -199,6 +199,16 @@ static void slot_publish(ingest *g, slot *s) {
     pthread_mutex_unlock(&g->mu);
 }
 
+/* Publishes a job the producer finished itself (its result is in s). */
+static void slot_publish_done(ingest *g, slot *s) {
+    pthread_mutex_lock(&g->mu);
+    g->inflight += pe_image_size(&s->img);
+    s->state = S_DONE;
+    g->next_seq++;
+    pthread_cond_signal(&g->cv_done);
+    pthread_mutex_unlock(&g->mu);
+}
+
 static int emit_reject(ingest *g, const char *src, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int emit_reject(ingest *g, const char *src, int rc, const char *fmt, ...) {
@@ -306,6 +316,21 @@ static int canonicalise(const pe_ingest_opts *o, slot *s) {
     return 0;
 }
 
+static void pixels_info(slot *s) {
+    s->info.format = (pe_format)s->src_format;
+    s->info.orig_w = s->img.w;
+    s->info.orig_h = s->img.h;
+    s->info.orig_c = s->img.c;
+    s->info.bits = 8;
+}
+
+/* Whether canonicalise() would leave this image as it is. */
+static int needs_no_canonical(const pe_ingest_opts *o, const pe_image *img) {
+    uint32_t tw, th;
+    target_dims(o, img->w, img->h, &tw, &th);
+    return (!o->channels || img->c == o->channels) && tw == img->w && th == img->h;
+}
+
 static void process(ingest *g, slot *s) {
     const pe_ingest_opts *o = g->o;
     int rc = 0;
@@ -344,11 +369,7 @@ static void process(ingest *g, slot *s) {
         }
         free(buf);
     } else if (s->type == J_PIXELS) {
-        s->info.format = (pe_format)s->src_format;
-        s->info.orig_w = s->img.w;
-        s->info.orig_h = s->img.h;
-        s->info.orig_c = s->img.c;
-        s->info.bits = 8;
+        pixels_info(s);
     }
     if (!rc) rc = canonicalise(o, s);
     if (!rc) pe_key_of_image(&s->img, &s->key);
@@ -681,6 +702,14 @@ static int on_sample(void *ctx, uint64_t index, pe_image *img, int32_t label) {
     if (!(s->src = malloc(pl + (size_t)n + 1))) return ENOMEM;
     memcpy(s->src, m->path, pl);
     memcpy(s->src + pl, idx, (size_t)n + 1);
+    if (needs_no_canonical(g->o, &s->img)) {
+        /* Only a key to hash (IDX, CIFAR at native size): cheaper here
+         * than a hand-off to a worker and back, per image. */
+        pixels_info(s);
+        pe_key_of_image(&s->img, &s->key);
+        slot_publish_done(g, s);
+        return 0;
+    }
     slot_publish(g, s);
     return 0;
 }
