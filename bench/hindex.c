@@ -39,9 +39,10 @@
  *       Prints every pair within R as "i<TAB>j<TAB>distance" (i < j,
  *       positions in FILE), for bench/audit_peers.py.
  *   hindex stats FILE
- *       How the hashes fill the index's four 16-bit blocks (values used,
- *       largest bucket, mean size of the bucket a hash falls in) and how
- *       many distinct values there are.
+ *       How the hashes fill the index's four 16-bit blocks and, for
+ *       comparison, the hash's four quarters (values used, largest bucket,
+ *       mean size of the bucket a hash falls in), and how many distinct
+ *       values there are.
  *
  * Output: one "key=value ..." line per result on stdout; progress on stderr.
  * Built by bench/audit.sh against build/libpe.a:
@@ -397,10 +398,10 @@ static int cmd_search(int argc, char **argv) {
     if (rc) die("pe_hindex_build: %s", pe_errmsg());
     double bw = now_wall() - w0, bc = now_cpu() - c0;
     long rss1 = vm_kib("VmRSS");
-    const size_t ix_bytes = n * 24 + 4 * (65536 + 1) * 4;
-    printf("build file=%s n=%zu wall_s=%.3f cpu_s=%.3f index_bytes=%zu rss_before_kib=%ld "
-           "rss_after_kib=%ld\n",
-           pos[0], n, bw, bc, ix_bytes, rss0, rss1);
+    const size_t ix_bytes = pe_hindex_bytes(ix);
+    printf("build file=%s n=%zu wall_s=%.3f cpu_s=%.3f index_bytes=%zu layout=%d "
+           "rss_before_kib=%ld rss_after_kib=%ld\n",
+           pos[0], n, bw, bc, ix_bytes, pe_hindex_layout(ix), rss0, rss1);
     fflush(stdout);
     /* one union-find forest per thread, merged after the queries */
     uint32_t *uf[64];
@@ -532,10 +533,19 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* How the hashes fill the index: distinct values, and per 16-bit block
- * (block b is bits 16b..16b+15, as in lib/phash.c) the values that occur and
- * the mean size of the bucket a hash falls in (sum of squared bucket sizes
- * / N; N/65536 for uniform hashes). */
+/* Bits b, b+4, ..., b+60 of h: block b of the index (lib/phash.c). */
+static uint32_t interleaved_block(uint64_t h, int b) {
+    uint32_t v = 0;
+    for (int i = 0; i < 16; i++) v |= (uint32_t)(h >> (4 * i + b) & 1) << i;
+    return v;
+}
+
+/* How the hashes fill the index: distinct values, and per block of 16 bits
+ * the values that occur and the mean size of the bucket a hash falls in
+ * (sum of squared bucket sizes / N; N/65536 for uniform hashes), for the
+ * index's blocks (block b: bits b, b+4, ..., b+60, as in lib/phash.c) and
+ * for the hash's four quarters (quarter b: bits 16b..16b+15, the blocks
+ * the index used before). */
 static int cmd_stats(int argc, char **argv) {
     if (argc != 1) die("usage: hindex stats FILE%s", "");
     size_t n;
@@ -543,19 +553,22 @@ static int cmd_stats(int argc, char **argv) {
     uint32_t *cnt = calloc(65536, sizeof *cnt);
     if (!cnt) die("out of memory%s", "");
     printf("stats file=%s n=%zu", argv[0], n);
-    for (int b = 0; b < 4; b++) {
-        memset(cnt, 0, 65536 * sizeof *cnt);
-        for (size_t i = 0; i < n; i++) cnt[(h[i] >> (16 * b)) & 0xFFFF]++;
-        double sq = 0;
-        unsigned used = 0, maxb = 0;
-        for (int v = 0; v < 65536; v++) {
-            sq += (double)cnt[v] * cnt[v];
-            used += cnt[v] > 0;
-            if (cnt[v] > maxb) maxb = cnt[v];
+    for (int layout = 0; layout < 2; layout++)
+        for (int b = 0; b < 4; b++) {
+            memset(cnt, 0, 65536 * sizeof *cnt);
+            for (size_t i = 0; i < n; i++)
+                cnt[layout ? (h[i] >> (16 * b)) & 0xFFFF : interleaved_block(h[i], b)]++;
+            double sq = 0;
+            unsigned used = 0, maxb = 0;
+            for (int v = 0; v < 65536; v++) {
+                sq += (double)cnt[v] * cnt[v];
+                used += cnt[v] > 0;
+                if (cnt[v] > maxb) maxb = cnt[v];
+            }
+            const char *name = layout ? "quarter" : "block";
+            printf(" %s%d_values=%u %s%d_max=%u %s%d_mean_bucket=%.1f", name, b, used, name, b,
+                   maxb, name, b, sq / (double)n);
         }
-        printf(" block%d_values=%u block%d_max=%u block%d_mean_bucket=%.1f", b, used, b, maxb, b,
-               sq / (double)n);
-    }
     qsort(h, n, sizeof *h, cmp_u64);
     size_t distinct = n ? 1 : 0, run = 1, maxrun = n ? 1 : 0;
     for (size_t i = 1; i < n; i++) {

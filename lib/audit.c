@@ -707,8 +707,15 @@ static int scan_phash(audit *a, const pe_hindex *full) {
     for (uint32_t i = 0; i < a->n; i++) uf[i] = i, rep[i] = NO_ID;
     const int sr = a->o->radius > a->o->score_radius ? a->o->radius : a->o->score_radius;
     for (uint32_t i = 0; i < a->n; i++) {
+        /* At the radius first: every hash within it is then seen, so when
+         * one is, the nearest is among them and the wider query for the
+         * score is not needed (it costs several times more; most images
+         * of a real set have a neighbour within the radius). */
         near_ctx c = {a, i, uf, a->o->radius};
-        if ((rc = pe_hindex_query(full, a->r[i].hash, sr, near_hit, &c))) goto out;
+        if ((rc = pe_hindex_query(full, a->r[i].hash, a->o->radius, near_hit, &c))) goto out;
+        if (a->r[i].near_id == NO_ID && sr > a->o->radius &&
+            (rc = pe_hindex_query(full, a->r[i].hash, sr, near_hit, &c)))
+            goto out;
     }
     for (uint32_t i = 0; i < a->n; i++) {
         uint32_t root = uf_find(uf, i);

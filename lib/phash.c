@@ -205,19 +205,39 @@ int pe_phash_from_hex(const char *s, uint64_t *out) {
     return 0;
 }
 
-/* ---- multi-index hashing ---- */
+/* ---- multi-index hashing ----
+ *
+ * Four blocks of 16 bits; a hash within r of the query agrees with it
+ * within floor(r/4) bits in at least one block, so a query probes, in each
+ * block, the buckets within that many bits of its own. Which bits make a
+ * block matters for speed, not for the result: every query that probes a
+ * crowded bucket reads all of it, and a pHash's bits differ in entropy (on
+ * Fashion-MNIST the quarter that holds the DCT's first rows, DC included,
+ * takes only 19,843 of its 65,536 values, and one bit is always 1). So the
+ * build tries the hash's four quarters and PERMS fixed pseudo-random
+ * permutations of its 64 bits, and keeps the one whose buckets are least
+ * crowded: the least sum over blocks of squared bucket sizes, which is
+ * what all queries together read. Hashes are stored permuted ("spread";
+ * Hamming distances are unchanged), and each block keeps its own copy of
+ * them in bucket order, so a query reads its candidates in sequence
+ * instead of by id. */
 
 #define NBLOCK 4
 #define BUCKETS 65536
+#define PERMS 8
 /* Block radii at and above this scan linearly instead (4 bits: 2517
  * probes a block, about the cost of reading a few thousand hashes). */
 #define SCAN_FROM 4
 
 struct pe_hindex {
     size_t n;
-    uint64_t *h;                 /* (n) the hashes */
+    uint64_t *h;                 /* (n) the hashes, as given */
     uint32_t *start[NBLOCK];     /* (BUCKETS + 1) bucket offsets per block */
     uint32_t *ids[NBLOCK];       /* (n) ids by bucket per block */
+    uint64_t *sh[NBLOCK];        /* (n) spread hashes by bucket per block */
+    int plain;                   /* PE_NO_SIMD was set at build: no POPCNT */
+    int perm;                    /* 0: the quarters; 1..PERMS: permutation */
+    uint64_t tab[8][256];        /* spread: byte k of a hash, value v -> bits */
     void *mem;
 };
 
@@ -238,8 +258,75 @@ static void masks_init(void) {
     masks_ready = 1;
 }
 
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The spread table of candidate c: 0 keeps the bits where they are (the
+ * blocks are the quarters); c >= 1 moves bit perm[k] to bit k, perm a
+ * Fisher-Yates shuffle of 0..63 driven by splitmix64 from seed c. */
+static void spread_table(int c, uint64_t tab[8][256]) {
+    uint8_t perm[64], dest[64];
+    for (int i = 0; i < 64; i++) perm[i] = (uint8_t)i;
+    uint64_t seed = (uint64_t)c;
+    if (c)
+        for (int i = 63; i > 0; i--) {
+            int j = (int)(splitmix64(&seed) % (uint64_t)(i + 1));
+            uint8_t t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+    for (int k = 0; k < 64; k++) dest[perm[k]] = (uint8_t)k;
+    for (int k = 0; k < 8; k++)
+        for (int v = 0; v < 256; v++) {
+            uint64_t o = 0;
+            for (int j = 0; j < 8; j++)
+                if (v >> j & 1) o |= 1ull << dest[8 * k + j];
+            tab[k][v] = o;
+        }
+}
+
+static inline uint64_t spread(const uint64_t tab[8][256], uint64_t h) {
+    uint64_t o = 0;
+    for (int k = 0; k < 8; k++) o |= tab[k][(h >> (8 * k)) & 0xFF];
+    return o;
+}
+
 static inline uint32_t block_of(uint64_t h, int b) {
     return (uint32_t)(h >> (16 * b)) & 0xFFFF;
+}
+
+/* Picks the candidate layout with the least crowded buckets (ties: the
+ * lower number) into ix->tab. cnt: NBLOCK x BUCKETS counters. */
+static void choose_layout(pe_hindex *ix, const uint64_t *h, size_t n, uint32_t *cnt) {
+    double best = -1;
+    uint64_t tab[8][256];
+    for (int c = 0; c <= PERMS; c++) {
+        spread_table(c, tab);
+        memset(cnt, 0, (size_t)NBLOCK * BUCKETS * sizeof *cnt);
+        for (size_t i = 0; i < n; i++) {
+            const uint64_t v = spread((const uint64_t(*)[256])tab, h[i]);
+            for (int b = 0; b < NBLOCK; b++) cnt[b * BUCKETS + block_of(v, b)]++;
+        }
+        double load = 0;
+        for (size_t k = 0; k < (size_t)NBLOCK * BUCKETS; k++) load += (double)cnt[k] * cnt[k];
+        if (best < 0 || load < best) {
+            best = load;
+            ix->perm = c;
+            memcpy(ix->tab, tab, sizeof tab);
+        }
+    }
+}
+
+size_t pe_hindex_size(const pe_hindex *ix) { return ix ? ix->n : 0; }
+
+size_t pe_hindex_bytes(const pe_hindex *ix) {
+    if (!ix) return 0;
+    return ix->n * sizeof(uint64_t) * (1 + NBLOCK) +
+           NBLOCK * ((BUCKETS + 1) + ix->n) * sizeof(uint32_t);
 }
 
 int pe_hindex_build(pe_hindex **out, const uint64_t *h, size_t n) {
@@ -248,35 +335,58 @@ int pe_hindex_build(pe_hindex **out, const uint64_t *h, size_t n) {
     masks_init(); /* before any thread queries: a build happens first */
     pe_hindex *ix = calloc(1, sizeof *ix);
     if (!ix) return ENOMEM;
-    const size_t bytes = n * sizeof(uint64_t) +
-                         NBLOCK * ((BUCKETS + 1) + n) * sizeof(uint32_t);
+    ix->n = n;
+    const size_t bytes = pe_hindex_bytes(ix);
     uint8_t *mem = malloc(bytes ? bytes : 1);
     if (!mem) {
         free(ix);
         return pe_fail(ENOMEM, "hash index: cannot allocate %zu bytes", bytes);
     }
     ix->mem = mem;
-    ix->n = n;
+    const char *ns = getenv("PE_NO_SIMD");
+    ix->plain = ns && *ns && strcmp(ns, "0") != 0;
     ix->h = (uint64_t *)mem;
     if (n) memcpy(ix->h, h, n * sizeof *h);
-    uint32_t *p = (uint32_t *)(mem + n * sizeof(uint64_t));
+    uint64_t *sp = ix->h + n;
+    for (int b = 0; b < NBLOCK; b++, sp += n) ix->sh[b] = sp;
+    uint32_t *p = (uint32_t *)sp;
     for (int b = 0; b < NBLOCK; b++) {
         ix->start[b] = p;
         p += BUCKETS + 1;
         ix->ids[b] = p;
         p += n;
+    }
+    uint32_t *cnt = malloc((size_t)NBLOCK * BUCKETS * sizeof *cnt);
+    if (!cnt) {
+        free(mem);
+        free(ix);
+        return pe_fail(ENOMEM, "hash index: cannot allocate its counters");
+    }
+    choose_layout(ix, h, n, cnt);
+    free(cnt);
+    const uint64_t(*tab)[256] = (const uint64_t(*)[256])ix->tab;
+    /* spread values by id: in block 0's copy until block 0 is filled */
+    uint64_t *sv = ix->sh[0];
+    for (size_t i = 0; i < n; i++) sv[i] = spread(tab, h[i]);
+    for (int b = NBLOCK - 1; b >= 0; b--) {
         uint32_t *st = ix->start[b];
         memset(st, 0, (BUCKETS + 1) * sizeof *st);
-        for (size_t i = 0; i < n; i++) st[block_of(h[i], b) + 1]++;
+        for (size_t i = 0; i < n; i++) st[block_of(sv[i], b) + 1]++;
         for (uint32_t v = 0; v < BUCKETS; v++) st[v + 1] += st[v];
         /* fill, then the starts shifted back by one bucket */
-        for (size_t i = 0; i < n; i++) ix->ids[b][st[block_of(h[i], b)]++] = (uint32_t)i;
+        for (size_t i = 0; i < n; i++) ix->ids[b][st[block_of(sv[i], b)]++] = (uint32_t)i;
         for (uint32_t v = BUCKETS; v > 0; v--) st[v] = st[v - 1];
         st[0] = 0;
+        if (b > 0)
+            for (size_t j = 0; j < n; j++) ix->sh[b][j] = sv[ix->ids[b][j]];
     }
+    /* block 0 last: sv is its own array, so spread the hashes again */
+    for (size_t j = 0; j < n; j++) ix->sh[0][j] = spread(tab, h[ix->ids[0][j]]);
     *out = ix;
     return 0;
 }
+
+int pe_hindex_layout(const pe_hindex *ix) { return ix ? ix->perm : 0; }
 
 void pe_hindex_free(pe_hindex *ix) {
     if (!ix) return;
@@ -284,16 +394,17 @@ void pe_hindex_free(pe_hindex *ix) {
     free(ix);
 }
 
-size_t pe_hindex_size(const pe_hindex *ix) { return ix ? ix->n : 0; }
 
 uint64_t pe_hindex_hash(const pe_hindex *ix, uint32_t id) {
     PE_ASSERT(id < ix->n);
     return ix->h[id];
 }
 
-int pe_hindex_query(const pe_hindex *ix, uint64_t q, int radius, pe_hindex_fn fn,
-                    void *ctx) {
-    PE_ASSERT(radius >= 0 && radius <= 64);
+/* The query, compiled twice: with the POPCNT instruction (chosen at run
+ * time where the CPU has it) and without, where a popcount is a libgcc
+ * call that costs more than the rest of a candidate's check. */
+static inline __attribute__((always_inline)) int
+query_body(const pe_hindex *ix, uint64_t q, int radius, pe_hindex_fn fn, void *ctx) {
     int rc;
     const int s = radius / NBLOCK;
     if (s >= SCAN_FROM) {
@@ -303,24 +414,47 @@ int pe_hindex_query(const pe_hindex *ix, uint64_t q, int radius, pe_hindex_fn fn
         }
         return 0;
     }
+    const uint64_t sq = spread((const uint64_t(*)[256])ix->tab, q);
     const uint32_t nprobe = masks_upto[s + 1];
     for (int b = 0; b < NBLOCK; b++) {
-        const uint32_t qb = block_of(q, b);
+        const uint32_t qb = block_of(sq, b);
         const uint32_t *st = ix->start[b], *ids = ix->ids[b];
+        const uint64_t *sh = ix->sh[b];
         for (uint32_t pi = 0; pi < nprobe; pi++) {
             const uint32_t v = qb ^ masks[pi];
-            for (uint32_t j = st[v]; j < st[v + 1]; j++) {
-                const uint32_t id = ids[j];
-                const uint64_t h = ix->h[id];
-                const int d = pe_hamming(h, q);
+            for (uint32_t j = st[v], e1 = st[v + 1]; j < e1; j++) {
+                const uint64_t h = sh[j];
+                const int d = pe_hamming(h, sq);
                 if (d > radius) continue;
                 /* reported already at an earlier block that was in reach */
                 int seen = 0;
                 for (int e = 0; e < b && !seen; e++)
-                    seen = __builtin_popcount(block_of(h, e) ^ block_of(q, e)) <= s;
-                if (!seen && (rc = fn(ctx, id, d))) return rc;
+                    seen = __builtin_popcount(block_of(h, e) ^ block_of(sq, e)) <= s;
+                if (!seen && (rc = fn(ctx, ids[j], d))) return rc;
             }
         }
     }
     return 0;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("popcnt"))) static int
+query_popcnt(const pe_hindex *ix, uint64_t q, int radius, pe_hindex_fn fn, void *ctx) {
+    return query_body(ix, q, radius, fn, ctx);
+}
+#endif
+
+static int query_plain(const pe_hindex *ix, uint64_t q, int radius, pe_hindex_fn fn,
+                       void *ctx) {
+    return query_body(ix, q, radius, fn, ctx);
+}
+
+int pe_hindex_query(const pe_hindex *ix, uint64_t q, int radius, pe_hindex_fn fn,
+                    void *ctx) {
+    PE_ASSERT(radius >= 0 && radius <= 64);
+#if defined(__x86_64__) || defined(__i386__)
+    if (!ix->plain && __builtin_cpu_supports("popcnt"))
+        return query_popcnt(ix, q, radius, fn, ctx);
+#endif
+    return query_plain(ix, q, radius, fn, ctx);
 }

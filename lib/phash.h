@@ -71,8 +71,12 @@ static inline int pe_hamming(uint64_t a, uint64_t b) {
  * block's table at that block radius and checking the full distance finds
  * every hash within r and nothing else. Each hit is reported once (at the
  * first block that could find it). Radii of 16 and more, where probing
- * costs more than reading, scan every hash. Memory: 8 + 16 bytes a hash
- * plus 1 MiB of bucket offsets; building is two passes, no N x N anything. */
+ * costs more than reading, scan every hash. Which 16 bits make a block is
+ * chosen at build from the hash's quarters and 8 fixed bit permutations,
+ * as the one with the least crowded buckets on these hashes (lib/phash.c);
+ * each block keeps the hashes in bucket order to be read in sequence.
+ * Memory: 8 + 4 x (8 + 4) = 56 bytes a hash plus 1 MiB of bucket offsets;
+ * building is a few passes, no N x N anything. */
 typedef struct pe_hindex pe_hindex;
 
 /* Builds the index of h[0..n) (copied; ids are the positions). n may be 0.
@@ -81,6 +85,11 @@ typedef struct pe_hindex pe_hindex;
 int pe_hindex_build(pe_hindex **out, const uint64_t *h, size_t n);
 void pe_hindex_free(pe_hindex *ix);
 size_t pe_hindex_size(const pe_hindex *ix);
+/* Bytes the index holds (hashes, copies, ids and bucket offsets). */
+size_t pe_hindex_bytes(const pe_hindex *ix);
+/* The block layout the build chose: 0 the hash's quarters, 1-8 one of the
+ * fixed bit permutations (for benchmarks and tests). */
+int pe_hindex_layout(const pe_hindex *ix);
 uint64_t pe_hindex_hash(const pe_hindex *ix, uint32_t id);
 
 /* Calls fn(ctx, id, distance) for every indexed hash within radius of q
