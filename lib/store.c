@@ -782,7 +782,25 @@ int pe_derived_put(pe_txn *x, const pe_key *key, uint8_t tag, const void *val, s
     uint8_t b[PE_KEY_LEN + 1];
     derived_key(b, key, tag);
     MDB_val k = {sizeof b, b}, v = {len, (void *)val};
-    int rc = mdb_put(x->t, x->st->derived, &k, &v, 0);
+    /* A record over half a page's room goes alone on its page when keys
+     * arrive in order (a first audit writes in key order) and pages split
+     * in the middle: half the file empty. Past the last key, append
+     * instead, which fills each page before starting the next. */
+    unsigned flags = 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(x->t, x->st->derived, &c);
+    if (rc) return mdb_fail(rc, "storing a derived record", x->st);
+    MDB_val lk, lv;
+    rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
+    if (rc == MDB_NOTFOUND ||
+        (!rc && mdb_cmp(x->t, x->st->derived, &k, &lk) > 0))
+        flags = MDB_APPEND;
+    else if (rc) {
+        mdb_cursor_close(c);
+        return mdb_fail(rc, "storing a derived record", x->st);
+    }
+    rc = mdb_cursor_put(c, &k, &v, flags);
+    mdb_cursor_close(c);
     if (rc) return mdb_fail(rc, "storing a derived record", x->st);
     return 0;
 }

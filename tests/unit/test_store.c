@@ -172,6 +172,54 @@ static void test_derived(void) {
     pe_store_close(st);
 }
 
+/* Records of over half a page, put in ascending key order (appended
+ * past the last key), then between and before them, and over the last one
+ * (equal: replaced, not appended), all read back whole. */
+static void test_derived_order(void) {
+    pe_store *st = open_new("derived-order.lmdb");
+    pe_txn *t;
+    enum { N = 120, LEN = 1400 };
+    static uint8_t val[LEN];
+    pe_key k;
+    const void *v;
+    size_t len;
+    for (int pass = 0; pass < 3; pass++) {
+        CHECK_OK(pe_txn_begin(st, 1, &t));
+        for (int i = 0; i < N; i++) {
+            /* pass 0: even keys ascending; pass 1: odd keys descending;
+             * pass 2: every third key again, ascending (replacements) */
+            int key = pass == 0 ? 2 * i : pass == 1 ? 2 * (N - 1 - i) + 1 : 3 * i;
+            if (key >= 2 * N) break;
+            memset(&k, 0, sizeof k);
+            k.b[0] = (uint8_t)(key >> 8);
+            k.b[1] = (uint8_t)key;
+            memset(val, (uint8_t)(key + 7 * pass), LEN);
+            CHECK_OK(pe_derived_put(t, &k, 1, val, LEN - (size_t)pass));
+        }
+        CHECK_OK(pe_txn_commit(t));
+    }
+    CHECK_OK(pe_txn_begin(st, 0, &t));
+    int bad = 0;
+    for (int key = 0; key < 2 * N; key++) {
+        memset(&k, 0, sizeof k);
+        k.b[0] = (uint8_t)(key >> 8);
+        k.b[1] = (uint8_t)key;
+        int pass = key % 3 == 0 ? 2 : key % 2;
+        if (pe_derived_get(t, &k, 1, &v, &len) || len != LEN - (size_t)pass) {
+            bad++;
+            continue;
+        }
+        for (size_t j = 0; j < len; j++)
+            if (((const uint8_t *)v)[j] != (uint8_t)(key + 7 * pass)) {
+                bad++;
+                break;
+            }
+    }
+    CHECK(bad == 0);
+    pe_txn_abort(t);
+    pe_store_close(st);
+}
+
 /* One image submitted many times keeps a count and the first sources only. */
 static void test_info_bounded(void) {
     pe_store *st = open_new("b.lmdb");
@@ -572,6 +620,7 @@ int main(void) {
     RUN(test_key_python);
     RUN(test_put_get);
     RUN(test_derived);
+    RUN(test_derived_order);
     RUN(test_info_bounded);
     RUN(test_collision);
     RUN(test_corrupt_record);
