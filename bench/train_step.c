@@ -4,16 +4,30 @@
  * NT-Xent (T 0.5), backward, SGD with momentum 0.9 (lr 0.06, wd 5e-4).
  *   train_step ARCH SIZE CHANNELS BATCH STEPS THREADS
  * Prints images/s (one image = two views through the whole step), ms/step,
- * and achieved GFLOP/s (nominal direct-convolution FLOPs, 3x forward).
+ * and achieved GFLOP/s (nominal direct-convolution FLOPs, 3x forward); and
+ * first the resident memory at start-up (bench/train.sh subtracts it from
+ * the peak, as it does for PyTorch's after its imports).
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 #include "model.h"
 #include "pe.h"
 
+static long vm_rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) v = atol(line + 6);
+    if (f) fclose(f);
+    return v;
+}
+
 int main(int argc, char **argv) {
+    printf("pe start-up RSS %ld KiB\n", vm_rss_kib());
     if (argc != 7) {
         fprintf(stderr, "usage: train_step ARCH SIZE CHANNELS BATCH STEPS THREADS\n");
         return 2;

@@ -56,6 +56,8 @@ struct pe_model {
     size_t *save_off, nsave;
     float *work, *scratch;
     size_t work_n, scratch_n;
+    float **gbuf; /* gradient buffers, each shared by several activations */
+    int ngbuf;
     int n; /* batch the activations are allocated for */
     int feat, z, feat_dim;
     int feat_op; /* index of the pooling op that yields the features */
@@ -397,9 +399,13 @@ fail:
 static void free_acts(pe_model *m) {
     for (int i = 1; i < m->nacts; i++) {
         if (m->acts[i].x) m->be->free(m->be, m->acts[i].x);
-        if (m->acts[i].g) m->be->free(m->be, m->acts[i].g);
         m->acts[i].x = m->acts[i].g = NULL;
     }
+    for (int i = 0; i < m->ngbuf; i++)
+        if (m->gbuf[i]) m->be->free(m->be, m->gbuf[i]);
+    free(m->gbuf);
+    m->gbuf = NULL;
+    m->ngbuf = 0;
     if (m->work) m->be->free(m->be, m->work);
     if (m->scratch) m->be->free(m->be, m->scratch);
     m->work = m->scratch = NULL;
@@ -426,6 +432,70 @@ static size_t act_n(const pe_model *m, int a) {
     return (size_t)m->n * x->C * x->H * x->W;
 }
 
+/* Gradient buffers. The gradient of an activation lives, in backward
+ * order, from its first writer (the backward of the last op that reads
+ * the activation; the loss for z) to its producer's backward, which reads
+ * it; an in-place ReLU between them changes it in place. Activations whose
+ * lives do not meet share a buffer (of the largest activation's size), so
+ * a chain needs two or three buffers however deep it is, not one per
+ * activation. Times: op i's backward is at nops - i, the loss at 0; lives
+ * are closed intervals (an op reads one gradient and writes another). */
+static int assign_grads(pe_model *m, size_t maxact) {
+    int na = m->nacts, rc = 0;
+    int *birth = malloc((size_t)na * sizeof *birth), *death = malloc((size_t)na * sizeof *death);
+    int *order = malloc((size_t)na * sizeof *order), *busy = NULL;
+    if (!birth || !death || !order) { rc = ENOMEM; goto out; }
+    for (int a = 0; a < na; a++) birth[a] = INT32_MAX, death[a] = -1;
+    birth[m->z] = 0;
+    for (int i = m->nops - 1; i >= 0; i--) {
+        const op *o = &m->ops[i];
+        int t = m->nops - i;
+        if (o->kind == OP_RELU) continue; /* in place: neither starts nor ends a life */
+        death[o->out] = t;
+        int ins[2] = {o->in, o->kind == OP_ADD ? o->in2 : 0};
+        for (int k = 0; k < 2; k++)
+            if (ins[k] != 0 && t < birth[ins[k]]) birth[ins[k]] = t;
+    }
+    int n = 0;
+    for (int a = 1; a < na; a++)
+        if (birth[a] != INT32_MAX) {
+            if (death[a] < birth[a]) death[a] = birth[a];
+            order[n++] = a;
+        }
+    /* by birth (insertion sort: a few dozen activations) */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && birth[order[j - 1]] > birth[order[j]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    /* busy[b]: the death of buffer b's latest occupant */
+    if (!(busy = malloc((size_t)(n ? n : 1) * sizeof *busy)) ||
+        !(m->gbuf = calloc((size_t)(n ? n : 1), sizeof *m->gbuf))) {
+        rc = ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        int a = order[i], b = 0;
+        while (b < m->ngbuf && busy[b] >= birth[a]) b++;
+        if (b == m->ngbuf) {
+            if (!(m->gbuf[b] = m->be->alloc(m->be, maxact * sizeof(float)))) {
+                rc = ENOMEM;
+                goto out;
+            }
+            m->ngbuf++;
+        }
+        busy[b] = death[a];
+        m->acts[a].g = m->gbuf[b];
+    }
+out:
+    free(birth);
+    free(death);
+    free(order);
+    free(busy);
+    return rc;
+}
+
 int pe_model_set_batch(pe_model *m, int n) {
     if (n == m->n) return 0;
     if (n < 2) return pe_fail(PE_EUSAGE, "batch of %d: batch norm needs at least 2", n);
@@ -438,9 +508,9 @@ int pe_model_set_batch(pe_model *m, int n) {
         size_t k = act_n(m, i);
         if (k > maxact) maxact = k;
         m->acts[i].x = be->alloc(be, k * sizeof(float));
-        m->acts[i].g = be->alloc(be, k * sizeof(float));
-        if (!m->acts[i].x || !m->acts[i].g) goto nomem;
+        if (!m->acts[i].x) goto nomem;
     }
+    if (assign_grads(m, maxact)) goto nomem;
     for (int i = 0; i < m->nops; i++)
         if (m->ops[i].kind == OP_CONV) {
             m->ops[i].conv.N = n;
