@@ -199,13 +199,18 @@ static void slot_publish(ingest *g, slot *s) {
     pthread_mutex_unlock(&g->mu);
 }
 
-/* Publishes a job the producer finished itself (its result is in s). */
-static void slot_publish_done(ingest *g, slot *s) {
-    pthread_mutex_lock(&g->mu);
+/* A processed job is ready for the writer. Caller holds g->mu. */
+static void slot_done_locked(ingest *g, slot *s) {
     g->inflight += pe_image_size(&s->img);
     s->state = S_DONE;
+    pthread_cond_broadcast(&g->cv_done);
+}
+
+/* Publishes a job the producer processed itself. */
+static void slot_publish_done(ingest *g, slot *s) {
+    pthread_mutex_lock(&g->mu);
     g->next_seq++;
-    pthread_cond_signal(&g->cv_done);
+    slot_done_locked(g, s);
     pthread_mutex_unlock(&g->mu);
 }
 
@@ -316,14 +321,6 @@ static int canonicalise(const pe_ingest_opts *o, slot *s) {
     return 0;
 }
 
-static void pixels_info(slot *s) {
-    s->info.format = (pe_format)s->src_format;
-    s->info.orig_w = s->img.w;
-    s->info.orig_h = s->img.h;
-    s->info.orig_c = s->img.c;
-    s->info.bits = 8;
-}
-
 /* Whether canonicalise() would leave this image as it is. */
 static int needs_no_canonical(const pe_ingest_opts *o, const pe_image *img) {
     uint32_t tw, th;
@@ -369,7 +366,11 @@ static void process(ingest *g, slot *s) {
         }
         free(buf);
     } else if (s->type == J_PIXELS) {
-        pixels_info(s);
+        s->info.format = (pe_format)s->src_format;
+        s->info.orig_w = s->img.w;
+        s->info.orig_h = s->img.h;
+        s->info.orig_c = s->img.c;
+        s->info.bits = 8;
     }
     if (!rc) rc = canonicalise(o, s);
     if (!rc) pe_key_of_image(&s->img, &s->key);
@@ -405,9 +406,7 @@ static void *worker(void *arg) {
         pthread_mutex_unlock(&g->mu);
         process(g, s);
         pthread_mutex_lock(&g->mu);
-        g->inflight += pe_image_size(&s->img);
-        s->state = S_DONE;
-        pthread_cond_broadcast(&g->cv_done);
+        slot_done_locked(g, s);
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;
@@ -705,8 +704,7 @@ static int on_sample(void *ctx, uint64_t index, pe_image *img, int32_t label) {
     if (needs_no_canonical(g->o, &s->img)) {
         /* Only a key to hash (IDX, CIFAR at native size): cheaper here
          * than a hand-off to a worker and back, per image. */
-        pixels_info(s);
-        pe_key_of_image(&s->img, &s->key);
+        process(g, s);
         slot_publish_done(g, s);
         return 0;
     }
