@@ -63,6 +63,7 @@
 #include "image.h"
 #include "pe.h"
 #include "phash.h"
+#include "rng.h"
 
 #define FM_SIDE 28
 #define FM_PX (FM_SIDE * FM_SIDE)
@@ -100,13 +101,6 @@ static long vm_kib(const char *field) {
         }
     fclose(f);
     return v;
-}
-
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 static uint64_t parse_u64(const char *s, const char *what) {
@@ -192,22 +186,22 @@ static int hash_at(size_t i, uint64_t seed, uint8_t *buf, uint64_t *out) {
         return 0;
     }
     uint64_t s = seed ^ (0xA0761D6478BD642Full * (uint64_t)(i + 1));
-    splitmix(&s);
-    const uint8_t *src = fm_px + (splitmix(&s) % fm_n) * FM_PX;
-    uint64_t r = splitmix(&s);
+    pe_splitmix64(&s);
+    const uint8_t *src = fm_px + (pe_splitmix64(&s) % fm_n) * FM_PX;
+    uint64_t r = pe_splitmix64(&s);
     int crop = (r & 3) != 0;                    /* 3/4 */
     int flip = (r >> 2 & 1) != 0;               /* 1/2 */
     int bright = (r >> 3 & 3) != 0 || !crop;    /* 3/4, always without crop */
     uint32_t m[4] = {0, 0, 0, 0};               /* left, top, right, bottom */
     if (crop) {
         do {
-            uint64_t c = splitmix(&s);
+            uint64_t c = pe_splitmix64(&s);
             for (int k = 0; k < 4; k++) m[k] = (uint32_t)(c >> (8 * k) & 0xFF) % 4;
         } while (!(m[0] | m[1] | m[2] | m[3]));
     }
     /* brightness factor 0.6..1.4 in steps of 1/256, never 1 */
     int f256 = 256;
-    while (bright && f256 == 256) f256 = 154 + (int)(splitmix(&s) % 205);
+    while (bright && f256 == 256) f256 = 154 + (int)(pe_splitmix64(&s) % 205);
     for (int y = 0; y < FM_SIDE; y++)
         for (int x = 0; x < FM_SIDE; x++) {
             int v = src[y * FM_SIDE + (flip ? FM_SIDE - 1 - x : x)];
@@ -254,7 +248,7 @@ static int cmd_gen(int argc, char **argv) {
     double w0 = now_wall(), c0 = now_cpu();
     if (!strcmp(pos[0], "random")) {
         uint64_t s = seed;
-        for (size_t i = 0; i < n; i++) h[i] = splitmix(&s);
+        for (size_t i = 0; i < n; i++) h[i] = pe_splitmix64(&s);
     } else if (!strcmp(pos[0], "real")) {
         fm_load(fm, "train-images-idx3-ubyte.gz");
         fm_load(fm, "t10k-images-idx3-ubyte.gz");
@@ -301,7 +295,7 @@ typedef struct q_ctx {
 static uint64_t pair_mix(uint32_t i, uint32_t j, int d) {
     uint64_t s = (uint64_t)i << 32 | j;
     s ^= (uint64_t)d << 58;
-    return splitmix(&s);
+    return pe_splitmix64(&s);
 }
 
 static int q_hit(void *ctx, uint32_t id, int d) {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "pe.h"
+#include "rng.h"
 
 typedef enum { OP_CONV, OP_BN, OP_RELU, OP_ADD, OP_POOL, OP_LINEAR } op_kind;
 
@@ -303,14 +304,7 @@ static int build(pe_model *m) {
 }
 
 /* ---------------- initialisation ---------------- */
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double unif(uint64_t *s) { return (double)(splitmix(s) >> 11) * 0x1.0p-53; }
+static double unif(uint64_t *s) { return (double)(pe_splitmix64(s) >> 11) * 0x1.0p-53; }
 
 static double normal(uint64_t *s) {
     double u = unif(s), v = unif(s);

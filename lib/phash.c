@@ -9,6 +9,7 @@
 #include "phash.h"
 
 #include "pe.h"
+#include "rng.h"
 
 #include <errno.h>
 #include <math.h>
@@ -258,13 +259,6 @@ static void masks_init(void) {
     masks_ready = 1;
 }
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* The spread table of candidate c: 0 keeps the bits where they are (the
  * blocks are the quarters); c >= 1 moves bit perm[k] to bit k, perm a
  * Fisher-Yates shuffle of 0..63 driven by splitmix64 from seed c. */
@@ -274,7 +268,7 @@ static void spread_table(int c, uint64_t tab[8][256]) {
     uint64_t seed = (uint64_t)c;
     if (c)
         for (int i = 63; i > 0; i--) {
-            int j = (int)(splitmix64(&seed) % (uint64_t)(i + 1));
+            int j = (int)(pe_splitmix64(&seed) % (uint64_t)(i + 1));
             uint8_t t = perm[i];
             perm[i] = perm[j];
             perm[j] = t;

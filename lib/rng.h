@@ -107,6 +107,16 @@ typedef struct pe_rng {
     uint32_t pos;    /* next unread word of buf; 4 when buf is used up */
 } pe_rng;
 
+/* SplitMix64 (Steele, Lea, Flood): the next value of a sequential
+ * 64-bit stream whose state is *s. For fixed, seeded draws that need no
+ * counter-based keying (initial weights, index layouts). */
+static inline uint64_t pe_splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 /* The block function: out = Philox4x32-10(ctr, key). */
 void pe_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
                       uint32_t out[4]);

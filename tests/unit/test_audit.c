@@ -17,6 +17,7 @@
 #include "image.h"
 #include "pe.h"
 #include "phash.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -239,28 +240,20 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static uint64_t rnd64(uint64_t *s) {
-    /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void search_vs_brute_once(void) {
     const size_t n = 3000;
     uint64_t *h = malloc(n * sizeof *h), s = 42;
     /* half uniform, half in 40 clusters of hashes a few bits from a centre
      * (as real images' hashes cluster), with exact copies among them */
     uint64_t centre[40];
-    for (int i = 0; i < 40; i++) centre[i] = rnd64(&s);
+    for (int i = 0; i < 40; i++) centre[i] = pe_splitmix64(&s);
     for (size_t i = 0; i < n; i++) {
         if (i % 2 == 0) {
-            h[i] = rnd64(&s);
+            h[i] = pe_splitmix64(&s);
         } else {
-            uint64_t v = centre[rnd64(&s) % 40];
-            int flips = (int)(rnd64(&s) % 14);
-            for (int k = 0; k < flips; k++) v ^= 1ull << (rnd64(&s) % 64);
+            uint64_t v = centre[pe_splitmix64(&s) % 40];
+            int flips = (int)(pe_splitmix64(&s) % 14);
+            for (int k = 0; k < flips; k++) v ^= 1ull << (pe_splitmix64(&s) % 64);
             h[i] = v;
         }
     }
@@ -273,7 +266,7 @@ static void search_vs_brute_once(void) {
     for (size_t r = 0; r < sizeof radii / sizeof *radii; r++) {
         size_t mismatch = 0;
         for (size_t i = 0; i < n; i++) {
-            const uint64_t q = i % 3 ? h[i] : rnd64(&s); /* stored and unseen queries */
+            const uint64_t q = i % 3 ? h[i] : pe_splitmix64(&s); /* stored and unseen queries */
             size_t nw = 0;
             for (size_t j = 0; j < n; j++)
                 if (pe_hamming(h[j], q) <= radii[r]) want[nw++] = (uint32_t)j;
@@ -317,7 +310,7 @@ static void fill_noise(pe_image *im, int lo, int hi, uint32_t seed) {
  * pick a permutation, and the queries still find exactly what a scan does. */
 static void test_search_vs_brute(void) {
     uint64_t s = 7, h[2000];
-    for (size_t i = 0; i < 2000; i++) h[i] = (rnd64(&s) & 0xFFFFFFFFFFFFull) | 0xBEEFull << 48;
+    for (size_t i = 0; i < 2000; i++) h[i] = (pe_splitmix64(&s) & 0xFFFFFFFFFFFFull) | 0xBEEFull << 48;
     pe_hindex *ix;
     CHECK_OK(pe_hindex_build(&ix, h, 2000));
     CHECK(pe_hindex_layout(ix) != 0);
