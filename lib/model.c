@@ -436,56 +436,42 @@ static size_t act_n(const pe_model *m, int a) {
  * are closed intervals (an op reads one gradient and writes another). */
 static int assign_grads(pe_model *m, size_t maxact) {
     int na = m->nacts, rc = 0;
-    int *birth = malloc((size_t)na * sizeof *birth), *death = malloc((size_t)na * sizeof *death);
-    int *order = malloc((size_t)na * sizeof *order), *busy = NULL;
-    if (!birth || !death || !order) { rc = ENOMEM; goto out; }
-    for (int a = 0; a < na; a++) birth[a] = INT32_MAX, death[a] = -1;
-    birth[m->z] = 0;
-    for (int i = m->nops - 1; i >= 0; i--) {
-        const op *o = &m->ops[i];
-        int t = m->nops - i;
-        if (o->kind == OP_RELU) continue; /* in place: neither starts nor ends a life */
-        death[o->out] = t;
-        int ins[2] = {o->in, o->kind == OP_ADD ? o->in2 : 0};
-        for (int k = 0; k < 2; k++)
-            if (ins[k] != 0 && t < birth[ins[k]]) birth[ins[k]] = t;
-    }
-    int n = 0;
-    for (int a = 1; a < na; a++)
-        if (birth[a] != INT32_MAX) {
-            if (death[a] < birth[a]) death[a] = birth[a];
-            order[n++] = a;
+    /* death[a]: when act a's producer reads its gradient; busy[b]: the
+     * death of buffer b's latest occupant. A buffer is free at t when its
+     * occupant died before t. */
+    int *death = calloc((size_t)na, sizeof *death), *busy = calloc((size_t)na, sizeof *busy);
+    m->gbuf = calloc((size_t)na, sizeof *m->gbuf);
+    if (!death || !busy || !m->gbuf) { rc = ENOMEM; goto out; }
+    for (int i = 0; i < m->nops; i++)
+        if (m->ops[i].kind != OP_RELU) death[m->ops[i].out] = m->nops - i;
+    /* births in backward order: the loss's gradient first, then each op's
+     * inputs the first time an op writes them (an in-place ReLU writes
+     * nothing new; act 0, the images, gets no gradient) */
+    for (int i = m->nops; i >= 0 && !rc; i--) {
+        int t = m->nops - i, ins[2] = {m->z, 0};
+        if (i < m->nops) {
+            const op *o = &m->ops[i];
+            if (o->kind == OP_RELU) continue;
+            ins[0] = o->in;
+            ins[1] = o->kind == OP_ADD ? o->in2 : 0;
         }
-    /* by birth (insertion sort: a few dozen activations) */
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && birth[order[j - 1]] > birth[order[j]]; j--) {
-            int t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
-    /* busy[b]: the death of buffer b's latest occupant */
-    if (!(busy = malloc((size_t)(n ? n : 1) * sizeof *busy)) ||
-        !(m->gbuf = calloc((size_t)(n ? n : 1), sizeof *m->gbuf))) {
-        rc = ENOMEM;
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        int a = order[i], b = 0;
-        while (b < m->ngbuf && busy[b] >= birth[a]) b++;
-        if (b == m->ngbuf) {
-            if (!(m->gbuf[b] = m->be->alloc(m->be, maxact * sizeof(float)))) {
-                rc = ENOMEM;
-                goto out;
+        for (int k = 0; k < 2; k++) {
+            int a = ins[k], b = 0;
+            if (a == 0 || m->acts[a].g) continue;
+            while (b < m->ngbuf && busy[b] >= t) b++;
+            if (b == m->ngbuf) {
+                if (!(m->gbuf[b] = m->be->alloc(m->be, maxact * sizeof(float)))) {
+                    rc = ENOMEM;
+                    break;
+                }
+                m->ngbuf++;
             }
-            m->ngbuf++;
+            busy[b] = death[a];
+            m->acts[a].g = m->gbuf[b];
         }
-        busy[b] = death[a];
-        m->acts[a].g = m->gbuf[b];
     }
 out:
-    free(birth);
     free(death);
-    free(order);
     free(busy);
     return rc;
 }
