@@ -39,15 +39,8 @@ BIN=build/bin
 
 say() { echo "audit-quality: $*" >&2; }
 die() { echo "audit-quality: $*" >&2; exit 1; }
-timed() {
-    name=$1
-    shift
-    say "timing $name: $*"
-    $TIME -v -o "$OUT/$name.time" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" || {
-        cat "$OUT/$name.err" >&2
-        die "$name failed"
-    }
-}
+# timed DIR NAME CMD...: bench/timed.sh
+. bench/timed.sh
 
 [ -x $BIN/pe-audit ] || die "build/ is missing: run 'make' first"
 $PY -c 'import PIL' 2>/dev/null || die "$PY lacks PIL: sh scripts/install-deps.sh"
@@ -59,10 +52,10 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say "making the set in $OUT/files"
 $PY bench/audit_quality.py make "$OUT" --clean "$CLEAN" --per "$PER" --seed "$SEED" --fm "$FM"
-timed pe-ingest $BIN/pe-ingest -S "$OUT/q.lmdb" --set q "$OUT/files"
+timed "$OUT" pe-ingest $BIN/pe-ingest -S "$OUT/q.lmdb" --set q "$OUT/files"
 cp "$OUT/pe-ingest.out" "$OUT/q.lines"
-timed pe-audit $BIN/pe-audit --no-index -S "$OUT/q.lmdb" --set q --scan quality,dup --all --json
-timed cleanvision "$VPY" bench/audit_peers.py cleanvision "$OUT/files" --out "$OUT/cleanvision.tsv"
+timed "$OUT" pe-audit $BIN/pe-audit --no-index -S "$OUT/q.lmdb" --set q --scan quality,dup --all --json
+timed "$OUT" cleanvision "$VPY" bench/audit_peers.py cleanvision "$OUT/files" --out "$OUT/cleanvision.tsv"
 
 # --truth per defect type: that type's keys
 for t in dark light blurry grayscale neardup; do

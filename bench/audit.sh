@@ -74,17 +74,8 @@ say() { echo "audit-bench: $*" >&2; }
 die() { echo "audit-bench: $*" >&2; exit 1; }
 has() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 run() { [ "$REPORT_ONLY" != 1 ] && has "$1"; }
-# timed NAME CMD...: runs CMD under /usr/bin/time -v into $RES/NAME.time,
-# stdout to $RES/NAME.out, stderr to $RES/NAME.err
-timed() {
-    name=$1
-    shift
-    say "timing $name: $*"
-    $TIME -v -o "$RES/$name.time" "$@" > "$RES/$name.out" 2> "$RES/$name.err" || {
-        cat "$RES/$name.err" >&2
-        die "$name failed (exit status in $RES/$name.time)"
-    }
-}
+# timed DIR NAME CMD...: bench/timed.sh
+. bench/timed.sh
 
 [ -x $BIN/pe-audit ] && [ -f build/libpe.a ] || die "build/ is missing: run 'make' first"
 [ -x $TIME ] || die "$TIME missing (apt-get install time)"
@@ -115,11 +106,11 @@ if run hindex; then
         }
         cat "$RES/hindex-verify-$set.out" >&2
         if [ -n "$RADII" ]; then
-            timed hindex-search-$set "$OUT/hindex" search "$OUT/$set.u64" "$RADII" -j "$QT"
+            timed "$RES" hindex-search-$set "$OUT/hindex" search "$OUT/$set.u64" "$RADII" -j "$QT"
             cat "$RES/hindex-search-$set.out" >&2
         fi
         if [ -n "$EST_RADII" ]; then
-            timed hindex-est-$set "$OUT/hindex" search "$OUT/$set.u64" "$EST_RADII" -j "$QT" \
+            timed "$RES" hindex-est-$set "$OUT/hindex" search "$OUT/$set.u64" "$EST_RADII" -j "$QT" \
                 --every "$EST_EVERY"
             cat "$RES/hindex-est-$set.out" >&2
         fi
@@ -137,11 +128,11 @@ if run audit; then
     rm -f "$RES"/audit-*
     # first audit of the fresh store: every image measured, its record kept;
     # the second reads the records back (pe-audit(1), INDEX)
-    timed audit-all $BIN/pe-audit -S "$OUT/fm.lmdb" --set fm
-    timed audit-again $BIN/pe-audit -S "$OUT/fm.lmdb" --set fm
+    timed "$RES" audit-all $BIN/pe-audit -S "$OUT/fm.lmdb" --set fm
+    timed "$RES" audit-again $BIN/pe-audit -S "$OUT/fm.lmdb" --set fm
     if [ "$BREAKDOWN" = 1 ]; then
         for g in dup quality poison; do
-            timed audit-$g $BIN/pe-audit -S "$OUT/fm.lmdb" --set fm --scan $g
+            timed "$RES" audit-$g $BIN/pe-audit -S "$OUT/fm.lmdb" --set fm --scan $g
         done
     fi
 fi
@@ -155,18 +146,18 @@ if run peers; then
     $BIN/pe-export -S "$OUT/fm.lmdb" -s fm --flat -o "$OUT/png" 2> "$RES/peer-export.err"
     # pe from the files: ingest them, then the scans each peer has
     rm -rf "$OUT/png.lmdb"
-    timed peer-pe-ingest $BIN/pe-ingest -q -S "$OUT/png.lmdb" --set png "$OUT/png"
+    timed "$RES" peer-pe-ingest $BIN/pe-ingest -q -S "$OUT/png.lmdb" --set png "$OUT/png"
     # imagededup's search is O(N^2) in Python: DEDUP_N of the files (the
     # first in key order) for it and for pe's phash scan beside it
     ls "$OUT/png" | sort | head -n "$DEDUP_N" | sed 's/\.png$//' > "$OUT/dedup.keys"
     rm -rf "$OUT/png-dedup"
     mkdir "$OUT/png-dedup"
     sed 's/$/.png/' "$OUT/dedup.keys" | (cd "$OUT/png" && xargs ln -t ../png-dedup)
-    timed peer-pe-phash $BIN/pe-audit --no-index -S "$OUT/png.lmdb" --scan phash < "$OUT/dedup.keys"
-    timed peer-imagededup "$VPY" bench/audit_peers.py imagededup "$OUT/png-dedup" --radius 8 \
+    timed "$RES" peer-pe-phash $BIN/pe-audit --no-index -S "$OUT/png.lmdb" --scan phash < "$OUT/dedup.keys"
+    timed "$RES" peer-imagededup "$VPY" bench/audit_peers.py imagededup "$OUT/png-dedup" --radius 8 \
         --out "$OUT/imagededup.pairs"
-    timed peer-pe-dupquality $BIN/pe-audit --no-index -S "$OUT/png.lmdb" --set png --scan dup,quality
-    timed peer-cleanvision "$VPY" bench/audit_peers.py cleanvision "$OUT/png" \
+    timed "$RES" peer-pe-dupquality $BIN/pe-audit --no-index -S "$OUT/png.lmdb" --set png --scan dup,quality
+    timed "$RES" peer-cleanvision "$VPY" bench/audit_peers.py cleanvision "$OUT/png" \
         --out "$OUT/cleanvision.tsv"
     # agreement: pe's pairs within 8 from its hashes (untimed JSON runs)
     $BIN/pe-audit --no-index -q -S "$OUT/png.lmdb" --scan phash --all --json < "$OUT/dedup.keys" \
