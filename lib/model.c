@@ -5,7 +5,10 @@
  * Not for: numeric kernels (pe_backend), losses and optimisers (train.c).
  *
  * The graph is built once: activations are numbered, ops read and write
- * them by number. ReLU runs in place on its input. Backward visits ops in
+ * them by number. ReLU runs in place on its input, and a residual block's
+ * add in place on its first input (the last batch norm's output, which no
+ * backward reads: batch norm's backward reads its input), as torchvision's
+ * `out += identity`. Backward visits ops in
  * reverse; every consumer of an activation comes after its producer, so an
  * activation's gradient is complete when its producer's backward runs. A
  * gradient with several consumers (a residual block's input) is written by
@@ -33,11 +36,15 @@ typedef struct op {
     int bn;             /* BN index (counter, saved stats) */
     int C, HW;          /* BN/POOL channels and spatial size */
     int fin, fout;      /* LINEAR */
+    float *tmp;         /* backward: where this op writes a gradient that
+                           another op wrote first, before adding it there
+                           (a gradient buffer free at that moment) */
 } op;
 
 typedef struct act {
     int C, H, W;
     float *x, *g; /* (n, C, H, W) each */
+    int lent;     /* x is a gradient buffer's memory (forward only), not owned */
 } act;
 
 struct pe_model {
@@ -55,8 +62,8 @@ struct pe_model {
     int64_t *counts;
     float *save;  /* per BN: mean (C), invstd (C), at save_off[bn] */
     size_t *save_off, nsave;
-    float *work, *scratch;
-    size_t work_n, scratch_n;
+    float *work;
+    size_t work_n;
     float **gbuf; /* gradient buffers, each shared by several activations */
     int ngbuf;
     int n; /* batch the activations are allocated for */
@@ -105,7 +112,7 @@ static int new_act(pe_model *m, int C, int H, int W) {
         m->built_ok = 0;
         return 0;
     }
-    m->acts[m->nacts] = (act){C, H, W, NULL, NULL};
+    m->acts[m->nacts] = (act){C, H, W, NULL, NULL, 0};
     return m->nacts++;
 }
 
@@ -197,15 +204,13 @@ static void relu(pe_model *m, int a) {
     o->in = o->out = a;
 }
 
+/* in place: a += c; a's producer must not need a in its backward */
 static int add(pe_model *m, int a, int c) {
-    act x = m->acts[a];
     op *o = new_op(m, OP_ADD);
     if (!o) return 0;
-    o->in = a;
+    o->in = o->out = a;
     o->in2 = c;
-    int out = new_act(m, x.C, x.H, x.W);
-    m->ops[m->nops - 1].out = out;
-    return out;
+    return a;
 }
 
 static int pool(pe_model *m, int in) {
@@ -392,17 +397,18 @@ fail:
 
 static void free_acts(pe_model *m) {
     for (int i = 1; i < m->nacts; i++) {
-        if (m->acts[i].x) m->be->free(m->be, m->acts[i].x);
+        if (m->acts[i].x && !m->acts[i].lent) m->be->free(m->be, m->acts[i].x);
         m->acts[i].x = m->acts[i].g = NULL;
+        m->acts[i].lent = 0;
     }
+    for (int i = 0; i < m->nops; i++) m->ops[i].tmp = NULL;
     for (int i = 0; i < m->ngbuf; i++)
         if (m->gbuf[i]) m->be->free(m->be, m->gbuf[i]);
     free(m->gbuf);
     m->gbuf = NULL;
     m->ngbuf = 0;
     if (m->work) m->be->free(m->be, m->work);
-    if (m->scratch) m->be->free(m->be, m->scratch);
-    m->work = m->scratch = NULL;
+    m->work = NULL;
     m->n = 0;
 }
 
@@ -432,40 +438,55 @@ static size_t act_n(const pe_model *m, int a) {
  * it; an in-place ReLU between them changes it in place. Activations whose
  * lives do not meet share a buffer (of the largest activation's size), so
  * a chain needs two or three buffers however deep it is, not one per
- * activation. Times: op i's backward is at nops - i, the loss at 0; lives
- * are closed intervals (an op reads one gradient and writes another). */
+ * activation. A second writer (conv, batch norm, pool or linear onto a
+ * gradient some op already wrote: a residual block's input) writes into
+ * a buffer free at that moment (op->tmp) and adds it on. Times: op i's
+ * backward is at nops - i, the loss at 0; lives are closed intervals (an
+ * op reads one gradient and writes another). */
+static int take_gbuf(pe_model *m, int *busy, int t, size_t maxact) {
+    int b = 0;
+    while (b < m->ngbuf && busy[b] >= t) b++;
+    if (b == m->ngbuf) {
+        if (!(m->gbuf[b] = m->be->alloc(m->be, maxact * sizeof(float)))) return -1;
+        m->ngbuf++;
+    }
+    return b;
+}
+
 static int assign_grads(pe_model *m, size_t maxact) {
     int na = m->nacts, rc = 0;
     /* death[a]: when act a's producer reads its gradient; busy[b]: the
      * death of buffer b's latest occupant. A buffer is free at t when its
      * occupant died before t. */
-    int *death = calloc((size_t)na, sizeof *death), *busy = calloc((size_t)na, sizeof *busy);
-    m->gbuf = calloc((size_t)na, sizeof *m->gbuf);
+    int *death = calloc((size_t)na, sizeof *death), *busy = calloc((size_t)na + 1, sizeof *busy);
+    m->gbuf = calloc((size_t)na + 1, sizeof *m->gbuf);
     if (!death || !busy || !m->gbuf) { rc = ENOMEM; goto out; }
     for (int i = 0; i < m->nops; i++)
-        if (m->ops[i].kind != OP_RELU) death[m->ops[i].out] = m->nops - i;
+        if (m->ops[i].out != m->ops[i].in) death[m->ops[i].out] = m->nops - i;
     /* births in backward order: the loss's gradient first, then each op's
      * inputs the first time an op writes them (an in-place ReLU writes
-     * nothing new; act 0, the images, gets no gradient) */
+     * nothing new, an in-place add only its second input; act 0, the
+     * images, gets no gradient) */
     for (int i = m->nops; i >= 0 && !rc; i--) {
         int t = m->nops - i, ins[2] = {m->z, 0};
+        op *o = NULL;
         if (i < m->nops) {
-            const op *o = &m->ops[i];
+            o = &m->ops[i];
             if (o->kind == OP_RELU) continue;
             ins[0] = o->in;
             ins[1] = o->kind == OP_ADD ? o->in2 : 0;
         }
         for (int k = 0; k < 2; k++) {
-            int a = ins[k], b = 0;
-            if (a == 0 || m->acts[a].g) continue;
-            while (b < m->ngbuf && busy[b] >= t) b++;
-            if (b == m->ngbuf) {
-                if (!(m->gbuf[b] = m->be->alloc(m->be, maxact * sizeof(float)))) {
-                    rc = ENOMEM;
-                    break;
-                }
-                m->ngbuf++;
+            int a = ins[k], b;
+            if (a == 0) continue;
+            if (m->acts[a].g) { /* written already: an add accumulates itself */
+                if (!o || o->kind == OP_ADD) continue;
+                if ((b = take_gbuf(m, busy, t, maxact)) < 0) { rc = ENOMEM; break; }
+                busy[b] = t;
+                o->tmp = m->gbuf[b];
+                continue;
             }
+            if ((b = take_gbuf(m, busy, t, maxact)) < 0) { rc = ENOMEM; break; }
             busy[b] = death[a];
             m->acts[a].g = m->gbuf[b];
         }
@@ -476,6 +497,53 @@ out:
     return rc;
 }
 
+/* Activations no backward reads (a shortcut's batch-norm output, read by
+ * its add alone) are needed only from their producer to their last reader
+ * in the forward pass, when no gradient buffer is in use: they borrow a
+ * gradient buffer's memory, acts whose forward lives do not meet sharing
+ * one. Backward reads the inputs of conv, batch norm and linear, and the
+ * output of ReLU; the features and z are read by callers. Returns in
+ * *lend 1 for such acts (before the buffers exist) or lends them. */
+static void forward_only(pe_model *m, char *lend, int assign) {
+    int na = m->nacts;
+    if (!assign) {
+        for (int a = 0; a < na; a++) lend[a] = a != 0 && a != m->feat && a != m->z;
+        for (int i = 0; i < m->nops; i++) {
+            const op *o = &m->ops[i];
+            if (o->kind == OP_CONV || o->kind == OP_BN || o->kind == OP_LINEAR ||
+                o->kind == OP_RELU)
+                lend[o->in] = 0;
+        }
+        return;
+    }
+    /* in forward order: an act is born at its producer; a buffer is free
+     * once its occupant's last reader has run */
+    int *last = calloc((size_t)na, sizeof *last), *until = calloc((size_t)m->ngbuf + 1, sizeof *until);
+    if (!last || !until) { /* keep them owned: only memory lost */
+        free(last);
+        free(until);
+        memset(lend, 0, (size_t)na);
+        return;
+    }
+    for (int b = 0; b < m->ngbuf; b++) until[b] = -1;
+    for (int i = 0; i < m->nops; i++) {
+        last[m->ops[i].in] = i;
+        if (m->ops[i].kind == OP_ADD) last[m->ops[i].in2] = i;
+    }
+    for (int i = 0; i < m->nops; i++) {
+        int a = m->ops[i].out;
+        if (!lend[a] || m->acts[a].x) continue;
+        int b = 0;
+        while (b < m->ngbuf && until[b] >= i) b++;
+        if (b == m->ngbuf) { lend[a] = 0; continue; }
+        until[b] = last[a];
+        m->acts[a].x = m->gbuf[b];
+        m->acts[a].lent = 1;
+    }
+    free(last);
+    free(until);
+}
+
 int pe_model_set_batch(pe_model *m, int n) {
     if (n == m->n) return 0;
     if (n < 2) return pe_fail(PE_EUSAGE, "batch of %d: batch norm needs at least 2", n);
@@ -483,14 +551,24 @@ int pe_model_set_batch(pe_model *m, int n) {
     m->n = n;
     size_t maxact = 0, work = 0;
     pe_backend *be = m->be;
+    char *lend = calloc((size_t)m->nacts, 1);
+    if (!lend) goto nomem;
+    forward_only(m, lend, 0);
     /* act 0 is the caller's input: not allocated here */
     for (int i = 1; i < m->nacts; i++) {
         size_t k = act_n(m, i);
         if (k > maxact) maxact = k;
+        if (lend[i]) continue;
         m->acts[i].x = be->alloc(be, k * sizeof(float));
         if (!m->acts[i].x) goto nomem;
     }
     if (assign_grads(m, maxact)) goto nomem;
+    forward_only(m, lend, 1);
+    for (int i = 1; i < m->nacts; i++)
+        if (!m->acts[i].x && !(m->acts[i].x = be->alloc(be, act_n(m, i) * sizeof(float))))
+            goto nomem;
+    free(lend);
+    lend = NULL;
     for (int i = 0; i < m->nops; i++)
         if (m->ops[i].kind == OP_CONV) {
             m->ops[i].conv.N = n;
@@ -498,12 +576,11 @@ int pe_model_set_batch(pe_model *m, int n) {
             if (w > work) work = w;
         }
     m->work_n = work / sizeof(float) + 1;
-    m->scratch_n = maxact;
     m->work = be->alloc(be, m->work_n * sizeof(float));
-    m->scratch = be->alloc(be, m->scratch_n * sizeof(float));
-    if (!m->work || !m->scratch) goto nomem;
+    if (!m->work) goto nomem;
     return 0;
 nomem:
+    free(lend);
     free_acts(m);
     return pe_fail(ENOMEM, "not enough memory for a batch of %d", n);
 }
@@ -554,15 +631,16 @@ int pe_model_forward(pe_model *m, const float *x, int train, int head) {
     return rc;
 }
 
-/* Where the gradient of activation a goes: straight into its buffer the
- * first time, else into scratch to be accumulated. */
-static float *grad_dst(pe_model *m, const char *written, int a) {
-    return written[a] ? m->scratch : m->acts[a].g;
+/* Where op o writes the gradient of activation a: straight into its
+ * buffer the first time, else into o->tmp to be added on. */
+static float *grad_dst(pe_model *m, const op *o, const char *written, int a) {
+    PE_ASSERT(!written[a] || o->tmp);
+    return written[a] ? o->tmp : m->acts[a].g;
 }
 
 static int grad_done(pe_model *m, char *written, int a, float *dst) {
     int rc = 0;
-    if (dst == m->scratch) rc = m->be->accumulate(m->be, act_n(m, a), m->scratch, m->acts[a].g);
+    if (dst != m->acts[a].g) rc = m->be->accumulate(m->be, act_n(m, a), dst, m->acts[a].g);
     written[a] = 1;
     return rc;
 }
@@ -583,14 +661,14 @@ int pe_model_backward(pe_model *m, const float *dz) {
         case OP_CONV:
             rc = be->conv_bwd_filter(be, &o->conv, x, dy, m->g + o->w, m->work);
             if (!rc && need_dx) {
-                dst = grad_dst(m, written, o->in);
+                dst = grad_dst(m, o, written, o->in);
                 rc = be->conv_bwd_data(be, &o->conv, dy, m->p + o->w, dst, m->work);
                 if (!rc) rc = grad_done(m, written, o->in, dst);
             }
             break;
         case OP_BN: {
             float *sm = m->save + m->save_off[o->bn], *si = sm + o->C;
-            dst = grad_dst(m, written, o->in);
+            dst = grad_dst(m, o, written, o->in);
             rc = be->bn_bwd(be, n, o->C, o->HW, x, dy, m->p + o->w, sm, si, dst,
                             m->g + o->w, m->g + o->b);
             if (!rc) rc = grad_done(m, written, o->in, dst);
@@ -600,9 +678,9 @@ int pe_model_backward(pe_model *m, const float *dz) {
             if (written[o->out])
                 rc = be->relu_bwd(be, act_n(m, o->out), m->acts[o->out].x, dy, dy);
             break;
-        case OP_ADD: {
+        case OP_ADD: { /* in place: the gradient of out is that of in */
             int ins[2] = {o->in, o->in2};
-            for (int k = 0; k < 2 && !rc; k++) {
+            for (int k = o->out == o->in; k < 2 && !rc; k++) {
                 if (written[ins[k]]) {
                     rc = be->accumulate(be, act_n(m, o->out), dy, m->acts[ins[k]].g);
                 } else {
@@ -613,7 +691,7 @@ int pe_model_backward(pe_model *m, const float *dz) {
             break;
         }
         case OP_POOL:
-            dst = grad_dst(m, written, o->in);
+            dst = grad_dst(m, o, written, o->in);
             rc = be->avgpool_bwd(be, n, o->C, o->HW, dy, dst);
             if (!rc) rc = grad_done(m, written, o->in, dst);
             break;
@@ -623,7 +701,7 @@ int pe_model_backward(pe_model *m, const float *dz) {
                           0.0f, m->g + o->w, o->fin);
             if (!rc && o->b != SIZE_MAX) rc = be->bias_bwd(be, n, o->fout, dy, m->g + o->b);
             if (!rc && need_dx) {
-                dst = grad_dst(m, written, o->in);
+                dst = grad_dst(m, o, written, o->in);
                 rc = be->gemm(be, 0, 0, n, o->fin, o->fout, 1.0f, dy, o->fout, m->p + o->w,
                               o->fin, 0.0f, dst, o->fin);
                 if (!rc) rc = grad_done(m, written, o->in, dst);
