@@ -7,8 +7,13 @@ Usage: defense_table.py WORKDIR "METHODS" "SEEDS" "ROWS"
 Reads WORKDIR/def-METHOD-ROW-sSEED.json (and def-METHOD-clean-sSEED.json),
 prints Markdown (accuracy of the defended encoder on the test set without
 the targets, its change from the clean encoder of the same method, attack
-success over every (pair, seed) with a 95% Wilson interval), and writes
-WORKDIR/defenses.svg. Rows with no report for some seed are left out.
+success over every (pair, seed) with a 95% Wilson interval, and the attack's
+pull short of a flip: the mean rank of the target class in the probe's
+scores and the mean change of the target's cosine to its target-class mean
+from the clean encoder of the same method and seed), and writes
+WORKDIR/defenses.svg (attack success against accuracy) and
+WORKDIR/defenses-pull.svg (the pull against accuracy). Rows with no report
+for some seed are left out.
 """
 import json
 import os
@@ -18,64 +23,91 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack_table import load, mean, wilson  # noqa: E402
 
 
+def report(work, method, row, s):
+    p = os.path.join(work, "def-%s-%s-s%s.json" % (method, row, s))
+    return load(p) if os.path.exists(p) else None
+
+
 def row_stats(work, method, row, seeds):
-    acc, succ, n = [], 0, 0
+    """(accuracy, successes, outcomes, mean rank, mean pull) over the seeds;
+    the pull is nan where a seed has no clean report to compare with."""
+    acc, succ, n, ranks, pulls = [], 0, 0, [], []
     for s in seeds:
-        p = os.path.join(work, "def-%s-%s-s%s.json" % (method, row, s))
-        if not os.path.exists(p):
+        r = report(work, method, row, s)
+        if r is None:
             return None
-        task, targets = load(p)
+        task, targets = r
         acc.append(task["clean_accuracy"])
         succ += sum(t["success"] for t in targets.values())
         n += len(targets)
-    return mean(acc), succ, n
+        ranks += [t["rank"] for t in targets.values()]
+        c = report(work, method, "clean", s)
+        for k, t in targets.items():
+            pulls.append(t["cos_target"] - c[1][k]["cos_target"] if c and k in c[1] else float("nan"))
+    return mean(acc), succ, n, mean(ranks), mean(pulls)
 
 
 def main():
     work, methods, seeds, rows = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
     points = []
-    print("| method | defense | accuracy (PA) | change from clean | attack success [95% CI] |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| method | defense | accuracy (PA) | change from clean | attack success [95% CI] "
+          "| mean rank of the target class | pull: cosine to the target-class mean, change from clean |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for m in methods:
         clean = row_stats(work, m, "clean", seeds)
         if clean:
             lo, hi = wilson(clean[1], clean[2])
-            print("| %s | clean encoder | %.2f%% | - | %.1f%% [%.1f, %.1f] |" % (
-                m, 100 * clean[0], 100 * clean[1] / clean[2], 100 * lo, 100 * hi))
+            print("| %s | clean encoder | %.2f%% | - | %.1f%% [%.1f, %.1f] | %.2f | - |" % (
+                m, 100 * clean[0], 100 * clean[1] / clean[2], 100 * lo, 100 * hi, clean[3]))
         for r in rows:
             st = row_stats(work, m, r, seeds)
             if not st:
                 continue
             lo, hi = wilson(st[1], st[2])
             d = "%+.2f" % (100 * (st[0] - clean[0])) if clean else "-"
-            print("| %s | %s | %.2f%% | %s | %.1f%% [%.1f, %.1f] |" % (
-                m, r, 100 * st[0], d, 100 * st[1] / st[2], 100 * lo, 100 * hi))
-            points.append((m, r, st[0], st[1] / st[2]))
+            print("| %s | %s | %.2f%% | %s | %.1f%% [%.1f, %.1f] | %.2f | %+.3f |" % (
+                m, r, 100 * st[0], d, 100 * st[1] / st[2], 100 * lo, 100 * hi, st[3], st[4]))
+            points.append((m, r, st[0], st[1] / st[2], st[4]))
     if not points:
         return
-    # the plot: x accuracy, y attack success
+    plot(points, 3, (0, 1), "attack success", lambda v: "%.0f%%" % (100 * v),
+         os.path.join(work, "defenses.svg"))
+    pulls = [p[4] for p in points if p[4] == p[4]]
+    if pulls:
+        lo, hi = min(pulls + [0]), max(pulls + [0])
+        pad = 0.1 * (hi - lo) or 0.01
+        plot([p for p in points if p[4] == p[4]], 4, (lo - pad, hi + pad),
+             "pull: cosine to the target-class mean, change from clean",
+             lambda v: "%+.3f" % v, os.path.join(work, "defenses-pull.svg"))
+
+
+def plot(points, yi, yr, ylabel, yfmt, path):
+    """an SVG scatter: x the defended encoder's accuracy, y points[i][yi]."""
     W, H, L, B = 560, 360, 60, 40
     xs = [p[2] for p in points]
     x0, x1 = min(xs) - 0.01, max(xs) + 0.01
+    y0, y1 = yr
     sx = lambda v: L + (v - x0) / (x1 - x0) * (W - L - 20)
-    sy = lambda v: H - B - v * (H - B - 20)
+    sy = lambda v: H - B - (v - y0) / (y1 - y0) * (H - B - 20)
     col = {"simclr": "#1f77b4", "moco": "#d62728"}
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="10">' % (W, H),
            '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (L, H - B, W - 20, H - B),
            '<line x1="%d" y1="20" x2="%d" y2="%d" stroke="black"/>' % (L, L, H - B),
            '<text x="%d" y="%d" text-anchor="middle">clean accuracy of the defended encoder</text>' % ((L + W) // 2, H - 8),
-           '<text x="14" y="%d" transform="rotate(-90 14 %d)" text-anchor="middle">attack success</text>' % (H // 2, H // 2)]
-    for v in (0, 0.5, 1):
-        out.append('<text x="%d" y="%d" text-anchor="end">%.0f%%</text>' % (L - 4, sy(v) + 3, 100 * v))
+           '<text x="14" y="%d" transform="rotate(-90 14 %d)" text-anchor="middle">%s</text>' % (H // 2, H // 2, ylabel)]
+    for v in (y0, (y0 + y1) / 2, y1):
+        out.append('<text x="%d" y="%d" text-anchor="end">%s</text>' % (L - 4, sy(v) + 3, yfmt(v)))
+    if y0 < 0 < y1:
+        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#bbb" stroke-dasharray="3,3"/>' % (L, sy(0), W - 20, sy(0)))
     for v in (x0, (x0 + x1) / 2, x1):
         out.append('<text x="%d" y="%d" text-anchor="middle">%.1f%%</text>' % (sx(v), H - B + 14, 100 * v))
-    for m, r, a, s in points:
-        out.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (sx(a), sy(s), col.get(m, "black")))
-        out.append('<text x="%.1f" y="%.1f">%s %s</text>' % (sx(a) + 4, sy(s) - 4, m, r))
+    for p in points:
+        m, r, a, y = p[0], p[1], p[2], p[yi]
+        out.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (sx(a), sy(y), col.get(m, "black")))
+        out.append('<text x="%.1f" y="%.1f">%s %s</text>' % (sx(a) + 4, sy(y) - 4, m, r))
     out.append("</svg>")
-    with open(os.path.join(work, "defenses.svg"), "w") as f:
+    with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
-
 
 if __name__ == "__main__":
     main()

@@ -178,4 +178,23 @@ assert all(t["true_class"] == "tops" and t["target_class"] == "footwear" for t i
 for t in (a, b):
     assert 0 <= t["asr"] <= 1 and 0 <= t["clean_accuracy"] <= 1, t
 PYEOF
+
+# examples/fmnist-two-tasks.sh's pairs for the coarse task: a fine pair
+# crossing coarse classes keeps its key with the target's coarse class
+# (fine target given by id or by name), one inside a coarse class is
+# dropped, an unknown class is refused
+mkdir w2
+bag=$(pe-ls --set test --label Bag | head -1 | cut -f1)
+sandal=$(pe-ls --set test --label Sandal | head -1 | cut -f1)
+tee=$(pe-ls --set test --label T-shirt/top | head -1 | cut -f1)
+printf '%s\t5\n%s\tSneaker\n%s\tDress\n' "$bag" "$sandal" "$tee" > w2/pairs-default-t10.tsv
+expect_rc 0 env MAP_ONLY=1 THREADS=1 sh "$ex/fmnist-two-tasks.sh" w2
+err_has "2 of 3 pairs are attacks on the coarse task"
+printf '%s\tfootwear\n%s\tdresses and coats\n' "$bag" "$tee" > want.tsv
+cmp -s want.tsv w2/pairs-default-t10-coarse.tsv || fail "coarse pairs: $(cat w2/pairs-default-t10-coarse.tsv)"
+printf '%s\tNoSuchClass\n' "$bag" > w2/pairs-default-t10.tsv
+expect_rc 1 env MAP_ONLY=1 THREADS=1 sh "$ex/fmnist-two-tasks.sh" w2
+err_has "unmapped pair $bag"
+cmp -s want.tsv w2/pairs-default-t10-coarse.tsv || fail "a refused mapping changed the coarse pairs"
+[ "$(ls w2)" = "$(printf 'pairs-default-t10-coarse.tsv\npairs-default-t10.tsv')" ] || fail "left behind: $(ls w2)"
 exit 0
