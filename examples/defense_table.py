@@ -10,7 +10,9 @@ the targets, its change from the clean encoder of the same method, attack
 success over every (pair, seed) with a 95% Wilson interval, and the attack's
 pull short of a flip: the mean rank of the target class in the probe's
 scores and the mean change of the target's cosine to its target-class mean
-from the clean encoder of the same method and seed), and writes
+from the row's clean twin, def-METHOD-twin-ROW-sSEED.json, the same
+training without the poisons, or where there is none from the clean encoder
+of the same method and seed, marked *), and writes
 WORKDIR/defenses.svg (attack success against accuracy) and
 WORKDIR/defenses-pull.svg (the pull against accuracy). Rows with no report
 for some seed are left out.
@@ -29,9 +31,10 @@ def report(work, method, row, s):
 
 
 def row_stats(work, method, row, seeds):
-    """(accuracy, successes, outcomes, mean rank, mean pull) over the seeds;
-    the pull is nan where a seed has no clean report to compare with."""
-    acc, succ, n, ranks, pulls = [], 0, 0, [], []
+    """(accuracy, successes, outcomes, mean rank, mean pull, whether every
+    seed's pull is against a twin) over the seeds; the pull is nan where a
+    seed has no report to compare with."""
+    acc, succ, n, ranks, pulls, twins, tranks = [], 0, 0, [], [], True, []
     for s in seeds:
         r = report(work, method, row, s)
         if r is None:
@@ -41,23 +44,28 @@ def row_stats(work, method, row, seeds):
         succ += sum(t["success"] for t in targets.values())
         n += len(targets)
         ranks += [t["rank"] for t in targets.values()]
-        c = report(work, method, "clean", s)
+        c = report(work, method, "twin-" + row, s)
+        if c is None:
+            twins = False
+            c = report(work, method, "clean", s)
         for k, t in targets.items():
             pulls.append(t["cos_target"] - c[1][k]["cos_target"] if c and k in c[1] else float("nan"))
-    return mean(acc), succ, n, mean(ranks), mean(pulls)
+            tranks.append(c[1][k]["rank"] if c and k in c[1] else float("nan"))
+    return mean(acc), succ, n, mean(ranks), mean(pulls), twins, mean(tranks)
 
 
 def main():
     work, methods, seeds, rows = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
     points = []
     print("| method | defense | accuracy (PA) | change from clean | attack success [95% CI] "
-          "| mean rank of the target class | pull: cosine to the target-class mean, change from clean |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "| mean rank of the target class | the same, clean twin "
+          "| pull: cosine to the target-class mean, change from the clean twin |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for m in methods:
         clean = row_stats(work, m, "clean", seeds)
         if clean:
             lo, hi = wilson(clean[1], clean[2])
-            print("| %s | clean encoder | %.2f%% | - | %.1f%% [%.1f, %.1f] | %.2f | - |" % (
+            print("| %s | clean encoder | %.2f%% | - | %.1f%% [%.1f, %.1f] | %.2f | - | - |" % (
                 m, 100 * clean[0], 100 * clean[1] / clean[2], 100 * lo, 100 * hi, clean[3]))
         for r in rows:
             st = row_stats(work, m, r, seeds)
@@ -65,8 +73,9 @@ def main():
                 continue
             lo, hi = wilson(st[1], st[2])
             d = "%+.2f" % (100 * (st[0] - clean[0])) if clean else "-"
-            print("| %s | %s | %.2f%% | %s | %.1f%% [%.1f, %.1f] | %.2f | %+.3f |" % (
-                m, r, 100 * st[0], d, 100 * st[1] / st[2], 100 * lo, 100 * hi, st[3], st[4]))
+            print("| %s | %s | %.2f%% | %s | %.1f%% [%.1f, %.1f] | %.2f | %.2f | %+.3f%s |" % (
+                m, r, 100 * st[0], d, 100 * st[1] / st[2], 100 * lo, 100 * hi, st[3], st[6], st[4],
+                "" if st[5] or r == "none" or r.startswith("filter-") else " *"))
             points.append((m, r, st[0], st[1] / st[2], st[4]))
     if not points:
         return
@@ -77,7 +86,7 @@ def main():
         lo, hi = min(pulls + [0]), max(pulls + [0])
         pad = 0.1 * (hi - lo) or 0.01
         plot([p for p in points if p[4] == p[4]], 4, (lo - pad, hi + pad),
-             "pull: cosine to the target-class mean, change from clean",
+             "pull: cosine to the target-class mean, change from the clean twin",
              lambda v: "%+.3f" % v, os.path.join(work, "defenses-pull.svg"))
 
 

@@ -20,13 +20,18 @@
 #                        (--init, POST_EPOCHS epochs) on N clean training
 #                        images outside D and the reference pool (POST)
 # Every row is trained for each seed of SEEDS; finished checkpoints and
-# evaluations are kept, so a rerun resumes.
+# evaluations are kept, so a rerun resumes. A row that changes the training
+# (crop, local, dp, early, post) also gets its clean twin, the same training
+# on D alone (post: the clean encoder fine-tuned the same way), so that the
+# attack's pull is measured against an encoder that differs only by the
+# poisons (def-METHOD-twin-ROW-sSEED); the twin of none and of the filters is
+# the clean encoder.
 #
 # Usage: [VAR=value ...] sh examples/fmnist-defenses.sh [WORKDIR]
 #   WORKDIR: fmnist-attack.sh's work folder, after its craft stage.
 # Variables: SEEDS ["1 2 3"], METHODS ["simclr moco"], ROWS [all of the
 #   above], FILTERS ["composite recurring against"], POST ["1000 5000
-#   20000"], POST_EPOCHS [5], EPOCHS [20], N_PRE [5000], PER_TARGET [50],
+#   20000"], TWINS [the rows; "" for none], POST_EPOCHS [5], EPOCHS [20], N_PRE [5000], PER_TARGET [50],
 #   THREADS [pe-train's default], EVAL_TRAIN [train], EVAL_TEST [test]
 #   (pe-eval's labeled sets: smaller ones for a quick check of the script),
 #   TRAIN_OPTS [] (more pe-train options for every run, e.g. --max-steps 2
@@ -56,6 +61,7 @@ for f in $FILTERS; do rows_default="$rows_default filter-$f"; done
 rows_default="$rows_default crop-0.3 crop-0.5 local-0.3 local-0.6 dp-0.5 dp-1 early-5 early-10"
 for n in $POST; do rows_default="$rows_default post-$n"; done
 ROWS=${ROWS:-$rows_default}
+TWINS=${TWINS-$ROWS}
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 have_set() { pe-ls --sets 2>/dev/null | cut -f1 | grep -qxF "$1"; }
@@ -109,6 +115,27 @@ evaluate() { # encoder out
     mv "$2.tmp" "$2"
 }
 
+# one row's training from SRC: the poisoned set, or D for the row's clean
+# twin; post-processing fine-tunes BASE (the undefended poisoned encoder,
+# or the clean one for the twin)
+train_row() { # out row src base
+    r_out=$1 r_row=$2 r_src=$3 r_base=$4
+    case $r_row in
+    none) train "$r_out" "$r_src" "$EPOCHS" $mopt --seed "$s" ;;
+    filter-*) train "$r_out" "$(filter_set "${r_row#filter-}")" "$EPOCHS" $mopt --seed "$s" ;;
+    crop-*) train "$r_out" "$r_src" "$EPOCHS" $mopt --seed "$s" --crop-scale "${r_row#crop-},1" ;;
+    local-*) train "$r_out" "$r_src" "$EPOCHS" $mopt --seed "$s" --crop-mode local \
+        --local-scale "${r_row#local-},1" ;;
+    dp-*) train "$r_out" "$r_src" "$EPOCHS" $mopt --seed "$s" --dp-clip 1 --dp-noise "${r_row#dp-}" ;;
+    early-*) train "$r_out" "$r_src" "${r_row#early-}" $mopt --seed "$s" ;;
+    post-*) # a resumed run continues from its own checkpoint, not from --init
+        r_init="--init $r_base"
+        [ -f "$r_out" ] && r_init=""
+        train "$r_out" "$(post_set "${r_row#post-}")" "$POST_EPOCHS" $mopt --seed "$s" $r_init ;;
+    *) log "unknown row $r_row"; exit 2 ;;
+    esac
+}
+
 for m in $METHODS; do
     mopt="--method $m"
     for s in $SEEDS; do
@@ -117,23 +144,17 @@ for m in $METHODS; do
         evaluate "$base" "$work/def-$m-clean-s$s.json"
         und=$work/def-$m-none-s$s.safetensors
         for row in $ROWS; do
+            case $m:$row in moco:dp-*) continue ;; esac # DP-SGD is SimCLR's only
+            case $row in post-*) train "$und" "$poisoned" "$EPOCHS" $mopt --seed "$s" ;; esac
             out=$work/def-$m-$row-s$s.safetensors
-            case $row in
-            none) train "$out" "$poisoned" "$EPOCHS" $mopt --seed "$s" ;;
-            filter-*) train "$out" "$(filter_set "${row#filter-}")" "$EPOCHS" $mopt --seed "$s" ;;
-            crop-*) train "$out" "$poisoned" "$EPOCHS" $mopt --seed "$s" --crop-scale "${row#crop-},1" ;;
-            local-*) train "$out" "$poisoned" "$EPOCHS" $mopt --seed "$s" --crop-mode local \
-                --local-scale "${row#local-},1" ;;
-            dp-*)
-                [ "$m" = simclr ] || continue
-                train "$out" "$poisoned" "$EPOCHS" $mopt --seed "$s" --dp-clip 1 --dp-noise "${row#dp-}" ;;
-            early-*) train "$out" "$poisoned" "${row#early-}" $mopt --seed "$s" ;;
-            post-*)
-                train "$und" "$poisoned" "$EPOCHS" $mopt --seed "$s"
-                train "$out" "$(post_set "${row#post-}")" "$POST_EPOCHS" $mopt --seed "$s" --init "$und" ;;
-            *) log "unknown row $row"; exit 2 ;;
-            esac
+            train_row "$out" "$row" "$poisoned" "$und"
             evaluate "$out" "$work/def-$m-$row-s$s.json"
+            # the clean twin: the same training without the poisons
+            case " $TWINS " in *" $row "*) ;; *) continue ;; esac
+            case $row in none | filter-*) continue ;; esac # their twin is the clean encoder
+            twin=$work/def-$m-twin-$row-s$s.safetensors
+            train_row "$twin" "$row" "$pre" "$base"
+            evaluate "$twin" "$work/def-$m-twin-$row-s$s.json"
         done
     done
 done
