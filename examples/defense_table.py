@@ -92,28 +92,37 @@ def main():
 
 def plot(points, yi, yr, ylabel, yfmt, path):
     """an SVG scatter: x the defended encoder's accuracy, y points[i][yi]."""
-    W, H, L, B = 560, 360, 60, 40
+    W, H, L, B, R = 640, 380, 60, 40, 110
     xs = [p[2] for p in points]
     x0, x1 = min(xs) - 0.01, max(xs) + 0.01
     y0, y1 = yr
-    sx = lambda v: L + (v - x0) / (x1 - x0) * (W - L - 20)
+    sx = lambda v: L + (v - x0) / (x1 - x0) * (W - L - R)
     sy = lambda v: H - B - (v - y0) / (y1 - y0) * (H - B - 20)
     col = {"simclr": "#1f77b4", "moco": "#d62728"}
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="10">' % (W, H),
-           '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (L, H - B, W - 20, H - B),
+           '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (L, H - B, W - R, H - B),
            '<line x1="%d" y1="20" x2="%d" y2="%d" stroke="black"/>' % (L, L, H - B),
            '<text x="%d" y="%d" text-anchor="middle">clean accuracy of the defended encoder</text>' % ((L + W) // 2, H - 8),
            '<text x="14" y="%d" transform="rotate(-90 14 %d)" text-anchor="middle">%s</text>' % (H // 2, H // 2, ylabel)]
     for v in (y0, (y0 + y1) / 2, y1):
         out.append('<text x="%d" y="%d" text-anchor="end">%s</text>' % (L - 4, sy(v) + 3, yfmt(v)))
     if y0 < 0 < y1:
-        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#bbb" stroke-dasharray="3,3"/>' % (L, sy(0), W - 20, sy(0)))
+        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#bbb" stroke-dasharray="3,3"/>' % (L, sy(0), W - R, sy(0)))
     for v in (x0, (x0 + x1) / 2, x1):
         out.append('<text x="%d" y="%d" text-anchor="middle">%.1f%%</text>' % (sx(v), H - B + 14, 100 * v))
-    for p in points:
+    # labels top to bottom, each moved down below any label placed near it
+    placed = []
+    methods = len(set(p[0] for p in points))
+    for p in sorted(points, key=lambda p: sy(p[yi])):
         m, r, a, y = p[0], p[1], p[2], p[yi]
+        lx, ly = sx(a) + 5, sy(y) + 3
+        while any(abs(ly - qy) < 11 and abs(lx - qx) < 110 for qx, qy in placed):
+            ly += 11
+        placed.append((lx, ly))
         out.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (sx(a), sy(y), col.get(m, "black")))
-        out.append('<text x="%.1f" y="%.1f">%s %s</text>' % (sx(a) + 4, sy(y) - 4, m, r))
+        if ly - sy(y) > 6:
+            out.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#999"/>' % (sx(a), sy(y), lx - 1, ly - 3))
+        out.append('<text x="%.1f" y="%.1f">%s</text>' % (lx, ly, r if methods == 1 else m + " " + r))
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
