@@ -88,7 +88,7 @@ T0=$(date +%s)
 say "working in $OUT; parts $PARTS"
 
 [ "$REPORT_ONLY" = 1 ] || ${CC:-cc} -O2 -D_GNU_SOURCE -std=c11 -Wall -Wextra -Ilib -Iformats bench/hindex.c build/libpe.a \
-    -llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm -o "$OUT/hindex"
+    $(cat build/ldlibs) -o "$OUT/hindex"
 
 # ---- 1. the index at a million
 if run hindex; then

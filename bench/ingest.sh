@@ -89,7 +89,7 @@ N_TIF=$(count $OUT/fmt-tif)
 # ---- the floor program, built as the project builds its programs
 say "building $OUT/decode_floor"
 ${CC:-cc} -O2 -D_GNU_SOURCE -Ilib -Iformats bench/decode_floor.c build/libpe.a \
-    -llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm \
+    $(cat build/ldlibs) \
     -o $OUT/decode_floor
 
 # ---- timing: bench NAME RUNS PREPARE COMMAND -> $RES/NAME.json with median

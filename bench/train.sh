@@ -12,10 +12,9 @@ REF=../shared/bench/torch_simclr_step.py
 out=bench/out
 mkdir -p $out
 CFLAGS_BENCH="-O2 -D_GNU_SOURCE -Ilib -Iformats -Ikernels"
-LIBS="-llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm"
-blas=$(pkg-config --cflags --libs openblas 2>/dev/null || echo "-lopenblas")
-cc $CFLAGS_BENCH bench/train_step.c build/libpe.a $LIBS $blas -o $out/train_step
-cc $CFLAGS_BENCH bench/sgemm_roof.c build/libpe.a $LIBS $blas -o $out/sgemm_roof
+LIBS=$(cat build/ldlibs) # what make linked the programs with
+cc $CFLAGS_BENCH bench/train_step.c build/libpe.a $LIBS -o $out/train_step
+cc $CFLAGS_BENCH bench/sgemm_roof.c build/libpe.a $LIBS -o $out/sgemm_roof
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
 echo "threads: $THREADS, steps: $STEPS (after one warm-up step)"
 $out/sgemm_roof 1024 1

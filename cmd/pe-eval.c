@@ -44,6 +44,10 @@ static void usage(FILE *f) {
 "      --std A[,B,C]      describe the encoder; override a checkpoint's\n"
 "  -b, --batch N          images per forward pass (default 256)\n"
 "  -j, --threads N        compute threads (default: online CPUs)\n"
+"      --device D         auto (default: the GPU when one is present), cpu,\n"
+"                         cuda or cuda:N\n"
+"      --precision P      on a GPU: fp32 (default), tf32 or bf16\n"
+"      --deterministic    on a GPU: deterministic convolution algorithms\n"
 "      --json             NDJSON: one object per task and per target\n"
 "  -q, --quiet            no informational lines on stderr\n"
 "  -h, --help             this help\n"
@@ -53,7 +57,8 @@ static void usage(FILE *f) {
 }
 
 enum { O_TRAIN = 256, O_TEST, O_TCLASS, O_PROBE, O_L2, O_ITERS, O_EPOCHS, O_SHUFFLE, O_SEED,
-       O_CACHE, O_PRED, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_MEAN, O_STD, O_JSON, O_VERSION };
+       O_CACHE, O_PRED, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_MEAN, O_STD, O_JSON,
+       O_DEVICE, O_PRECISION, O_DETERMINISTIC, O_VERSION };
 
 int main(int argc, char **argv) {
     if (pe_cli_init_fds()) return PE_EXIT_ERROR;
@@ -66,7 +71,8 @@ int main(int argc, char **argv) {
         {"arch", 1, 0, O_ARCH},
         {"width", 1, 0, O_WIDTH}, {"size", 1, 0, O_SIZE}, {"channels", 1, 0, O_CHANNELS},
         {"mean", 1, 0, O_MEAN}, {"std", 1, 0, O_STD}, {"batch", 1, 0, 'b'},
-        {"threads", 1, 0, 'j'}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, 'q'},
+        {"threads", 1, 0, 'j'}, {"device", 1, 0, O_DEVICE},
+        {"precision", 1, 0, O_PRECISION}, {"deterministic", 0, 0, O_DETERMINISTIC}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, 'q'},
         {"help", 0, 0, 'h'}, {"version", 0, 0, O_VERSION}, {0, 0, 0, 0}};
     pe_eval_opts o;
     pe_eval_opts_default(&o);
@@ -143,6 +149,15 @@ int main(int argc, char **argv) {
             break;
         case 'b': INT(1, 65536, o.enc.batch); break;
         case 'j': INT(1, 256, o.threads); break;
+        case O_DEVICE:
+            if (pe_device_parse(optarg, &o.enc.device, &o.enc.device_index))
+                USAGE("%s", pe_errmsg());
+            break;
+        case O_PRECISION:
+            if (pe_precision_parse(optarg, &o.enc.precision))
+                USAGE("%s", pe_errmsg());
+            break;
+        case O_DETERMINISTIC: o.enc.deterministic = 1; break;
         case O_JSON: o.json = 1; break;
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); goto done;

@@ -50,6 +50,14 @@ static void usage(FILE *f) {
 "      --moco-momentum M  moco: key encoder momentum, 0 to 1 (default 0.999)\n"
 "      --seed N           seed of init, order and augmentations (default 1)\n"
 "  -j, --threads N        compute threads (default: online CPUs)\n"
+"      --device D         auto (default: the GPU when one is present), cpu,\n"
+"                         cuda or cuda:N\n"
+"      --precision P      on a GPU: fp32 (default), tf32 or bf16\n"
+"      --deterministic    on a GPU: deterministic convolution algorithms\n"
+"      --world N, --rank R, --rendezvous FILE   data parallelism: this\n"
+"                         process is rank R of N, one GPU each (--device\n"
+"                         cuda:R on one machine), meeting through FILE\n"
+"                         (default: $PE_WORLD_SIZE, $PE_RANK, $PE_RENDEZVOUS)\n"
 "      --crop-scale LO,HI RandomResizedCrop area range (default 0.08,1)\n"
 "      --crop-ratio LO,HI aspect range (default 0.75,1.3333333)\n"
 "      --crop-mode M      independent (default) or local: both views inside\n"
@@ -103,7 +111,8 @@ enum { O_RESUME = 256, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_EPOCHS, O_OPTIM,
        O_JITTER, O_PFLIP, O_PJITTER, O_PGRAY, O_MEAN, O_STD, O_LOG, O_KNNSET,
        O_KNNBANK, O_KNNK, O_KNNT, O_KNNLIMIT, O_MAXSTEPS, O_INIT, O_CROPMODE,
        O_LOCALSCALE, O_PLATEAU, O_METHOD, O_MOCOQUEUE, O_MOCOMOM, O_DPCLIP, O_DPNOISE, O_DPEPS, O_DPDELTA,
-       O_DPGROUP, O_VERSION };
+       O_DPGROUP, O_DEVICE, O_PRECISION, O_DETERMINISTIC, O_WORLD, O_RANK, O_RENDEZVOUS,
+       O_VERSION };
 
 int main(int argc, char **argv) {
     if (pe_cli_init_fds()) return PE_EXIT_ERROR;
@@ -114,6 +123,8 @@ int main(int argc, char **argv) {
         {"batch", 1, 0, 'b'}, {"optim", 1, 0, O_OPTIM}, {"lr", 1, 0, O_LR},
         {"wd", 1, 0, O_WD}, {"momentum", 1, 0, O_MOMENTUM}, {"warmup", 1, 0, O_WARMUP},
         {"temperature", 1, 0, O_TEMP}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, 'j'},
+        {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION}, {"deterministic", 0, 0, O_DETERMINISTIC},
+        {"world", 1, 0, O_WORLD}, {"rank", 1, 0, O_RANK}, {"rendezvous", 1, 0, O_RENDEZVOUS},
         {"crop-scale", 1, 0, O_SCALE}, {"crop-ratio", 1, 0, O_RATIO},
         {"jitter", 1, 0, O_JITTER}, {"p-flip", 1, 0, O_PFLIP}, {"p-jitter", 1, 0, O_PJITTER},
         {"p-gray", 1, 0, O_PGRAY}, {"mean", 1, 0, O_MEAN}, {"std", 1, 0, O_STD},
@@ -131,6 +142,21 @@ int main(int argc, char **argv) {
     pe_train_opts o;
     pe_train_opts_default(&o);
     o.prog = prog;
+    /* data parallelism from the environment (a launcher's), flags win */
+    static const char *const group_env[2] = {"PE_WORLD_SIZE", "PE_RANK"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = getenv(group_env[i]);
+        uint64_t n;
+        if (!v || !*v) continue;
+        if (pe_parse_u64(v, i == 0 ? 1 : 0, 4095 + (i == 0), &n))
+            return pe_cli_usage(prog, "$%s: %s", group_env[i], pe_errmsg());
+        if (i == 0) o.world = (int)n;
+        else o.rank = (int)n;
+    }
+    if (getenv("PE_RENDEZVOUS") && *getenv("PE_RENDEZVOUS")) o.rendezvous = getenv("PE_RENDEZVOUS");
+    /* a test hook: augment on the host even when the GPU could
+     * (tests/gpu/train.sh checks that both give the same bytes) */
+    o.host_augment = getenv("PE_HOST_AUGMENT") && *getenv("PE_HOST_AUGMENT");
     const char *store = NULL;
     int c, lr_set = 0, wd_set = 0, have_mean = 0, have_std = 0, local_scale_set = 0;
     int temp_set = 0, moco_set = 0, dp_set = 0;
@@ -185,6 +211,18 @@ int main(int argc, char **argv) {
         case O_TEMP: NUM(1e-3, 100, o.temperature); temp_set = 1; break;
         case O_SEED: INT(0, UINT64_MAX, o.seed); break;
         case 'j': INT(1, 256, o.threads); break;
+        case O_DEVICE:
+            if (pe_device_parse(optarg, &o.device, &o.device_index))
+                return pe_cli_usage(prog, "%s", pe_errmsg());
+            break;
+        case O_PRECISION:
+            if (pe_precision_parse(optarg, &o.precision))
+                return pe_cli_usage(prog, "%s", pe_errmsg());
+            break;
+        case O_DETERMINISTIC: o.deterministic = 1; break;
+        case O_WORLD: INT(1, 4096, o.world); break;
+        case O_RANK: INT(0, 4095, o.rank); break;
+        case O_RENDEZVOUS: o.rendezvous = optarg; break;
         case O_SCALE:
             if (parse_list(optarg, l, 2) != 2 || !(l[0] > 0 && l[0] <= l[1] && l[1] <= 1))
                 return pe_cli_usage(prog, "--crop-scale takes LO,HI with 0 < LO <= HI <= 1");

@@ -41,7 +41,25 @@ static inline void pe_conv_desc_finish(pe_conv_desc *d) {
 /* The chunk of pe_backend.sumsq's fixed summation order, in elements. */
 #define PE_SUMSQ_CHUNK 4096
 
+/* One augmented view for pe_backend.augment: where its uint8 source image
+ * lies in the batch's pixel buffer, and the view's drawn parameters
+ * (lib/augment.h's pe_aug_params, flattened). */
+typedef struct pe_aug_job {
+    uint64_t offset;     /* byte offset of the source in the pixel buffer */
+    uint32_t w, h, c;    /* source width, height, channels (1 or 3), HWC */
+    uint32_t box_i, box_j, box_h, box_w; /* crop box, source pixels */
+    uint8_t flip, jitter, gray;
+    uint8_t order[4];    /* jitter ops in the order applied */
+    uint8_t enabled[4];  /* per op (brightness, contrast, saturation, hue) */
+    float factor[4];     /* per op */
+} pe_aug_job;
+
 typedef struct pe_backend pe_backend;
+
+/* The interface's version, checked when the CUDA backend's shared object
+ * is loaded (kernels/cuda_loader.c): bump the first number whenever a
+ * member of pe_backend or pe_aug_job changes meaning. */
+#define PE_BACKEND_ABI (1u << 16 | (unsigned)sizeof(pe_backend))
 
 struct pe_backend {
     const char *name; /* "cpu", "cuda" */
@@ -178,11 +196,96 @@ struct pe_backend {
     int (*sgd)(pe_backend *b, size_t n, float *p, const float *g, float *buf,
                float lr, float momentum, float wd, int first);
 
+    /* ---- augmentation on the device: NULL on backends that leave it to
+     * the host (the CPU's loader thread runs lib/augment.c). Renders n
+     * views of size x size into out (n, out_c, size, size) floats in
+     * backend memory, view v from jobs[v] over `pixels` (host memory,
+     * pixel_bytes long; the backend copies what it needs before
+     * returning), with the semantics and bytes of lib/augment.c's
+     * pe_aug_apply: out_c is 1 or 3 (3 from a 1-channel source replicates
+     * it), mean and std (out_c floats, host) normalise. */
+    int (*augment)(pe_backend *b, int n, const pe_aug_job *jobs, const uint8_t *pixels,
+                   size_t pixel_bytes, uint32_t size, uint32_t out_c, const float *mean,
+                   const float *std, float *out);
+
+    /* ---- data parallelism: NULL when the backend runs alone
+     * (pe_backend_join sets it). Replaces n floats (backend memory) in
+     * place by their mean over every rank of the process group (NCCL's
+     * all-reduce with ncclAvg on the CUDA backend), so each rank ends with
+     * the same values. */
+    int (*allreduce_mean)(pe_backend *b, size_t n, float *x);
+
     void (*destroy)(pe_backend *b);
 };
 
 /* The CPU backend with nthreads worker threads (0 = online CPUs). Returns
  * NULL on allocation failure. Destroy with b->destroy(b). */
 pe_backend *pe_backend_cpu(int nthreads);
+
+/* ---- the CUDA backend (kernels/cuda/; kernels/cuda_stub.c in a build
+ * without nvcc) ---- */
+
+/* Arithmetic of convolutions and GEMMs on the GPU. FP32 switches cuDNN's
+ * and cuBLAS's TF32 tensor-core paths off (they are on by default on
+ * recent GPUs), so results stay comparable with the CPU's; TF32 allows
+ * them; BF16 rounds the operands of convolutions and GEMMs to bfloat16
+ * and accumulates in float, with parameters, gradients, activations and
+ * optimiser state kept in float (fp32 master weights). Every other op
+ * computes in float whatever the precision. */
+typedef enum pe_precision {
+    PE_PREC_FP32 = 0,
+    PE_PREC_TF32 = 1,
+    PE_PREC_BF16 = 2,
+} pe_precision;
+
+/* The number of CUDA GPUs this process can use: 0 when there is none, the
+ * driver is missing, or the build has no CUDA backend (then *why, if not
+ * NULL, says which in a static string). */
+int pe_cuda_devices(const char **why);
+
+/* Loads the CUDA backend's shared object without touching a GPU (a build
+ * check): 1 when this build has the backend and it loads, else 0 and *why
+ * (if not NULL) says why in a static string. */
+int pe_cuda_library(const char **why);
+
+/* The CUDA backend on GPU `device` (0-based). deterministic: convolution
+ * algorithms without atomics, chosen by a fixed rule instead of timing.
+ * Returns NULL with pe_errmsg() set: PE_EUNSUPPORTED in a build without
+ * the backend, PE_ECUDA when no GPU is found or set-up fails. */
+pe_backend *pe_backend_cuda(int device, pe_precision precision, int deterministic);
+
+/* Joins backend b to a data-parallel group of `world` processes (one per
+ * GPU) as rank `rank` (0 .. world-1), and sets b->allreduce_mean. The
+ * rendezvous is the file id_file on a file system every rank sees: rank 0
+ * creates it (it must not exist: a leftover of an earlier run is an
+ * error, so that no rank joins a stale group) with NCCL's unique id, the
+ * others wait for it, up to timeout_s seconds; rank 0 removes it once
+ * every rank has joined. Returns 0 or an error code with the message
+ * naming the file or NCCL's error: PE_EUNSUPPORTED on the CPU backend or
+ * in a build without NCCL. */
+int pe_backend_join(pe_backend *b, int rank, int world, const char *id_file, double timeout_s);
+
+/* --device's values. */
+typedef enum pe_device_kind {
+    PE_DEVICE_AUTO = 0, /* the GPU when one is present, else the CPU */
+    PE_DEVICE_CPU = 1,
+    PE_DEVICE_CUDA = 2,
+} pe_device_kind;
+
+/* Parses "auto", "cpu", "cuda" or "cuda:N" into *kind and *index (0 unless
+ * given). Returns 0 or PE_EUSAGE with a message naming s. */
+int pe_device_parse(const char *s, pe_device_kind *kind, int *index);
+/* Parses "fp32", "tf32" or "bf16". Returns 0 or PE_EUSAGE. */
+int pe_precision_parse(const char *s, pe_precision *out);
+const char *pe_precision_name(pe_precision p);
+
+/* Opens the backend --device asks for: CPU with nthreads threads, CUDA on
+ * GPU index, or (auto) CUDA GPU index when one is present, else the CPU.
+ * A precision other than FP32 or deterministic=1 on the CPU is accepted
+ * and changes nothing (the CPU computes in float and is always
+ * deterministic). Returns 0 and *out, or an error code with pe_errmsg()
+ * naming what is missing (no CUDA backend in this build, no GPU found). */
+int pe_backend_open(pe_device_kind kind, int index, int nthreads, pe_precision precision,
+                    int deterministic, pe_backend **out);
 
 #endif

@@ -7,11 +7,15 @@
  * ImageEnhance blends, Convert.c's rgb2hsv_row and hsv2rgb for the hue
  * shift, the L24 luma for convert("L")), keeping Pillow's mix of float and
  * double: a float where Pillow has a float variable, double where its
- * expression promotes. Change none of that without rerunning
- * tests/unit/test_augment.c against Pillow and torchvision.
+ * expression promotes. The per-pixel arithmetic itself lives in
+ * kernels/augview.h, shared with the GPU's augmentation kernel; this file
+ * loops it over images. Change none of that without rerunning
+ * tests/unit/test_augment.c against Pillow and torchvision, and
+ * tests/unit/test_augview.c against the GPU's algorithm.
  */
 #include "augment.h"
 
+#include "augview.h"
 #include "pe.h"
 
 #include <errno.h>
@@ -238,21 +242,14 @@ int pe_aug_draw_view(uint64_t seed, uint64_t epoch, uint64_t index,
 
 /* ---- pixel operations --------------------------------------------------- */
 
-/* Pillow's convert("L") of one RGB pixel. */
-static inline uint8_t luma(const uint8_t *rgb) {
-    return (uint8_t)(((uint32_t)rgb[0] * 19595u + (uint32_t)rgb[1] * 38470u +
-                      (uint32_t)rgb[2] * 7471u + 0x8000u) >>
-                     16);
-}
+/* augview.h numbers the jitter ops on its own (it includes no lib/ header);
+ * both must be torchvision's. */
+_Static_assert(PE_AV_BRIGHTNESS == PE_JITTER_BRIGHTNESS &&
+                   PE_AV_CONTRAST == PE_JITTER_CONTRAST &&
+                   PE_AV_SATURATION == PE_JITTER_SATURATION &&
+                   PE_AV_HUE == PE_JITTER_HUE,
+               "augview.h's jitter ops are augment.h's");
 
-/* ImagingBlend(im1, im2, alpha) on one sample: interpolation truncates,
- * extrapolation clips then truncates; both compute in float. */
-static inline uint8_t blend(int a, int b, float alpha) {
-    const float t = (float)a + alpha * (float)(b - a);
-    if (t <= 0.0f) return 0;
-    if (t >= 255.0f) return 255;
-    return (uint8_t)t;
-}
 
 static void apply_lut(pe_image *im, const uint8_t lut[256]) {
     const size_t n = pe_image_size(im);
@@ -273,10 +270,12 @@ void pe_aug_hflip(pe_image *im) {
     }
 }
 
+/* Brightness and contrast blend every sample with one constant, so a
+ * table of the 256 results does the work. */
 void pe_aug_brightness(pe_image *im, float f) {
     PE_ASSERT(im != NULL && im->px != NULL);
     uint8_t lut[256];
-    for (int v = 0; v < 256; v++) lut[v] = blend(0, v, f);
+    for (int v = 0; v < 256; v++) lut[v] = pe_av_blend(0, v, f);
     apply_lut(im, lut);
 }
 
@@ -285,13 +284,12 @@ void pe_aug_contrast(pe_image *im, float f) {
     const size_t npix = (size_t)im->w * im->h;
     uint64_t sum = 0;
     if (im->c == 3)
-        for (size_t i = 0; i < npix; i++) sum += luma(im->px + 3 * i);
+        for (size_t i = 0; i < npix; i++) sum += pe_av_luma(im->px + 3 * i);
     else
         for (size_t i = 0; i < npix; i++) sum += im->px[i];
-    /* ImageStat's mean (sum / count in double), then int(mean + 0.5). */
-    const int mean = (int)((double)sum / (double)npix + 0.5);
+    const int mean = pe_av_mean_grey(sum, npix);
     uint8_t lut[256];
-    for (int v = 0; v < 256; v++) lut[v] = blend(mean, v, f);
+    for (int v = 0; v < 256; v++) lut[v] = pe_av_blend(mean, v, f);
     apply_lut(im, lut);
 }
 
@@ -299,68 +297,7 @@ void pe_aug_saturation(pe_image *im, float f) {
     PE_ASSERT(im != NULL && im->px != NULL);
     if (im->c != 3) return; /* blend of an L image with itself */
     const size_t npix = (size_t)im->w * im->h;
-    for (size_t i = 0; i < npix; i++) {
-        uint8_t *p = im->px + 3 * i;
-        const int g = luma(p);
-        p[0] = blend(g, p[0], f);
-        p[1] = blend(g, p[1], f);
-        p[2] = blend(g, p[2], f);
-    }
-}
-
-static inline int clip8(int v) { return v <= 0 ? 0 : v < 256 ? v : 255; }
-
-/* Pillow's rgb2hsv_row (following colorsys.py), types kept. */
-static void rgb_to_hsv(const uint8_t *in, uint8_t *out) {
-    const uint8_t r = in[0], g = in[1], b = in[2];
-    const uint8_t maxc = r > (g > b ? g : b) ? r : (g > b ? g : b);
-    const uint8_t minc = r < (g < b ? g : b) ? r : (g < b ? g : b);
-    uint8_t uh = 0, us = 0;
-    if (minc != maxc) {
-        const float cr = (float)(maxc - minc);
-        const float s = cr / (float)maxc;
-        const float rc = (float)(maxc - r) / cr;
-        const float gc = (float)(maxc - g) / cr;
-        const float bc = (float)(maxc - b) / cr;
-        float h;
-        if (r == maxc)
-            h = bc - gc;
-        else if (g == maxc)
-            h = (float)(2.0 + rc - bc);
-        else
-            h = (float)(4.0 + gc - rc);
-        h = (float)fmod(h / 6.0 + 1.0, 1.0);
-        uh = (uint8_t)clip8((int)(h * 255.0));
-        us = (uint8_t)clip8((int)(s * 255.0));
-    }
-    out[0] = uh;
-    out[1] = us;
-    out[2] = maxc;
-}
-
-/* Pillow's hsv2rgb for one pixel, types kept. */
-static void hsv_to_rgb(const uint8_t *in, uint8_t *out) {
-    const uint8_t h = in[0], s = in[1], v = in[2];
-    if (s == 0) {
-        out[0] = out[1] = out[2] = v;
-        return;
-    }
-    const int i = (int)floor((float)h * 6.0 / 255.0);
-    const float f = (float)((float)h * 6.0 / 255.0 - (float)i);
-    const float fs = (float)((float)s / 255.0);
-    const float fsf = fs * f; /* a float product in Pillow */
-    const uint8_t up = (uint8_t)clip8((int)round((float)v * (1.0 - fs)));
-    const uint8_t uq = (uint8_t)clip8((int)round((float)v * (1.0 - fsf)));
-    const uint8_t ut =
-        (uint8_t)clip8((int)round((float)v * (1.0 - fs * (1.0 - f))));
-    switch (i % 6) {
-    case 0: out[0] = v, out[1] = ut, out[2] = up; break;
-    case 1: out[0] = uq, out[1] = v, out[2] = up; break;
-    case 2: out[0] = up, out[1] = v, out[2] = ut; break;
-    case 3: out[0] = up, out[1] = uq, out[2] = v; break;
-    case 4: out[0] = ut, out[1] = up, out[2] = v; break;
-    default: out[0] = v, out[1] = up, out[2] = uq; break;
-    }
+    for (size_t i = 0; i < npix; i++) pe_av_saturate(im->px + 3 * i, f);
 }
 
 int pe_aug_hue(pe_image *im, float hue) {
@@ -369,17 +306,9 @@ int pe_aug_hue(pe_image *im, float hue) {
         return pe_fail(PE_EUSAGE, "augment: hue factor %g is not in "
                                   "[-0.5, 0.5]", (double)hue);
     if (im->c != 3) return 0; /* torchvision returns L images unchanged */
-    /* np.uint8(hue * 255): the double truncated toward zero, then taken
-     * modulo 256 (|hue * 255| <= 127.5, so the int conversion is exact). */
-    const uint8_t shift = (uint8_t)(unsigned)(int)((double)hue * 255.0);
+    const uint8_t shift = pe_av_hue_shift(hue);
     const size_t npix = (size_t)im->w * im->h;
-    for (size_t i = 0; i < npix; i++) {
-        uint8_t *p = im->px + 3 * i;
-        uint8_t hsv[3];
-        rgb_to_hsv(p, hsv);
-        hsv[0] = (uint8_t)(hsv[0] + shift);
-        hsv_to_rgb(hsv, p);
-    }
+    for (size_t i = 0; i < npix; i++) pe_av_hue_rotate(im->px + 3 * i, shift);
     return 0;
 }
 
@@ -387,10 +316,7 @@ void pe_aug_grayscale(pe_image *im) {
     PE_ASSERT(im != NULL && im->px != NULL);
     if (im->c != 3) return; /* convert("L") of L is a copy */
     const size_t npix = (size_t)im->w * im->h;
-    for (size_t i = 0; i < npix; i++) {
-        uint8_t *p = im->px + 3 * i;
-        p[0] = p[1] = p[2] = luma(p);
-    }
+    for (size_t i = 0; i < npix; i++) pe_av_gray(im->px + 3 * i);
 }
 
 void pe_aug_normalize(const pe_image *im, uint32_t out_c, const float *mean,
@@ -403,10 +329,8 @@ void pe_aug_normalize(const pe_image *im, uint32_t out_c, const float *mean,
         const uint8_t *src = im->px + (c == 1 ? 0 : k);
         float *dst = out + (size_t)k * npix;
         const float m = mean[k], s = std[k];
-        /* ToTensor's div(255) and Normalize's sub_ then div_, each a
-         * correctly rounded float operation, so the order is kept. */
         for (size_t i = 0; i < npix; i++)
-            dst[i] = ((float)src[i * c] / 255.0f - m) / s;
+            dst[i] = pe_av_normalize(src[i * c], m, s);
     }
 }
 
@@ -494,6 +418,28 @@ int pe_aug_apply(const pe_image *src, const pe_aug_opts *o,
     }
     pe_image_free(&im);
     return rc;
+}
+
+void pe_aug_job_of(const pe_aug_params *p, uint32_t w, uint32_t h,
+                   uint32_t c, uint64_t offset, pe_aug_job *out) {
+    PE_ASSERT(p != NULL && out != NULL);
+    memset(out, 0, sizeof *out);
+    out->offset = offset;
+    out->w = w;
+    out->h = h;
+    out->c = c;
+    out->box_i = p->box.i;
+    out->box_j = p->box.j;
+    out->box_h = p->box.h;
+    out->box_w = p->box.w;
+    out->flip = p->flip;
+    out->jitter = p->jitter;
+    out->gray = p->gray;
+    for (int k = 0; k < 4; k++) {
+        out->order[k] = p->order[k];
+        out->enabled[k] = p->enabled[k];
+        out->factor[k] = p->factor[k];
+    }
 }
 
 int pe_augment_view(const pe_image *src, const pe_aug_opts *o, uint64_t seed,

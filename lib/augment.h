@@ -102,6 +102,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h" /* pe_aug_job */
 #include "image.h"
 #include "rng.h"
 
@@ -260,6 +261,13 @@ void pe_aug_normalize(const pe_image *im, uint32_t out_c, const float *mean,
  * caller-buffer form). Returns 0, ENOMEM, or PE_EUSAGE. */
 int pe_aug_apply(const pe_image *src, const pe_aug_opts *o,
                  const pe_aug_params *p, float *out, pe_aug_scratch *s);
+
+/* A view's parameters p on a w x h x c source at byte offset `offset` of
+ * a batch's pixel buffer, as the job of backend.h's augment (the GPU
+ * renders it with the bytes pe_aug_apply gives for the same p; out_c there
+ * is o->channels, or c when that is 0). */
+void pe_aug_job_of(const pe_aug_params *p, uint32_t w, uint32_t h,
+                   uint32_t c, uint64_t offset, pe_aug_job *out);
 
 /* One view: pe_aug_draw_view (in the default independent mode, pe_aug_draw
  * on pe_rng_stream(seed, epoch, index, view)), then pe_aug_apply. The

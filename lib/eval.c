@@ -339,7 +339,8 @@ struct pe_encoder {
     int batch;
     int progress;
     const char *prog;
-    pe_backend *be;
+    pe_backend *be;   /* runs the encoder */
+    pe_backend *host; /* the CPU's, for pe_encoder_backend (be when be is) */
     pe_model *m;
 };
 
@@ -507,7 +508,23 @@ int pe_encoder_open(pe_encoder **out, const pe_encoder_opts *o, int threads) {
     e->progress = o->progress;
     e->prog = o->prog ? o->prog : "pe";
     if ((rc = encoder_describe(o, e))) goto out;
-    if (!(e->be = pe_backend_cpu(threads))) { rc = pe_fail(ENOMEM, "cannot start the CPU backend"); goto out; }
+    if ((rc = pe_backend_open(o->device, o->device_index, threads, o->precision,
+                              o->deterministic, &e->be)))
+        goto out;
+    if (strcmp(e->be->name, "cpu") == 0) {
+        e->host = e->be;
+    } else {
+        /* a GPU's features differ from the CPU's in the last bits: a
+         * cache made on one is not the other's (the CPU's rule stays as
+         * it was, so existing caches stay valid) */
+        size_t len = strlen(e->rule);
+        snprintf(e->rule + len, sizeof e->rule - len, " device=%s precision=%s deterministic=%d",
+                 e->be->name, pe_precision_name(o->precision), o->deterministic);
+        if (!(e->host = pe_backend_cpu(threads))) {
+            rc = pe_fail(ENOMEM, "cannot start the CPU backend");
+            goto out;
+        }
+    }
     /* the model with the file's weights; the file must be the one hashed */
     if ((rc = pe_model_init(&e->m, &e->cfg, e->be, 1))) goto out;
     if ((rc = pe_model_load_file(e->m, e->be, o->path, 1))) goto out;
@@ -527,13 +544,14 @@ out:
 void pe_encoder_close(pe_encoder *e) {
     if (!e) return;
     pe_model_free(e->m);
+    if (e->host && e->host != e->be) e->host->destroy(e->host);
     if (e->be) e->be->destroy(e->be);
     free(e);
 }
 
 int pe_encoder_dim(const pe_encoder *e) { return pe_model_feat_dim(e->m); }
 const pe_model_cfg *pe_encoder_cfg(const pe_encoder *e) { return &e->cfg; }
-pe_backend *pe_encoder_backend(pe_encoder *e) { return e->be; }
+pe_backend *pe_encoder_backend(pe_encoder *e) { return e->host; }
 
 /* ---------------- features ---------------- */
 

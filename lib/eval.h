@@ -69,6 +69,10 @@ typedef struct pe_encoder_opts {
     int have_mean, have_std;
     float mean[3], std[3];
     int batch;                /* images per forward pass; 256 */
+    pe_device_kind device;    /* --device: auto (default), cpu, cuda */
+    int device_index;         /* cuda:N */
+    pe_precision precision;   /* GPU only: fp32 (default), tf32, bf16 */
+    int deterministic;        /* GPU only: fixed convolution algorithms */
     int progress;             /* a progress line on err while extracting */
     const char *prog;         /* for the lines on err: "pe-eval" */
 } pe_encoder_opts;
@@ -80,7 +84,8 @@ typedef struct pe_encoder pe_encoder;
 
 /* Reads and hashes the file, takes its description from the metadata and
  * the options, checks the first convolution against the channel count,
- * starts a CPU backend of `threads` compute threads (0 = online CPUs) and
+ * starts the backend o->device asks for (the CPU's with `threads` compute
+ * threads, 0 = online CPUs, or the CUDA one) and
  * loads the weights (the head, when present, is ignored). Everything that
  * can be wrong with the file or the options is found here, before any
  * image is read. Returns 0 with *out to close with pe_encoder_close,
@@ -97,9 +102,10 @@ void pe_encoder_close(pe_encoder *e);
 int pe_encoder_dim(const pe_encoder *e);
 /* The model's configuration (arch, width, channels, size), borrowed. */
 const pe_model_cfg *pe_encoder_cfg(const pe_encoder *e);
-/* The backend the encoder runs on (host memory: the CPU backend),
- * borrowed until pe_encoder_close, for computing on the features (probes,
- * nearest neighbours) without starting a second thread pool. */
+/* A CPU backend (host memory), borrowed until pe_encoder_close, for
+ * computing on the features (probes, nearest neighbours): the encoder's
+ * own when it runs on the CPU, so no second thread pool is started; a
+ * separate one when the encoder runs on a GPU. */
 pe_backend *pe_encoder_backend(pe_encoder *e);
 
 /* Features of the n images keys[0..n) by the input rule above, in that

@@ -58,7 +58,12 @@ void pe_errclear(void);
     do {                                                                     \
         if (!(cond)) pe_assert_fail(#cond, __FILE__, __LINE__);              \
     } while (0)
-_Noreturn void pe_assert_fail(const char *what, const char *file, int line);
+#ifdef __cplusplus
+[[noreturn]]
+#else
+_Noreturn
+#endif
+void pe_assert_fail(const char *what, const char *file, int line);
 
 /* Monotonic seconds, for deadlines and timings. */
 double pe_now(void);

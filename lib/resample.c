@@ -22,6 +22,9 @@
  * Floating-point note: the weights must come out identical to Pillow's, so
  * this file must not be built with -ffast-math or with FMA contraction
  * (GCC contracts only in GNU modes; the Makefile builds with -std=c11).
+ * The coefficient steps (an axis's scale and support, each output's taps,
+ * the triangle filter, the fixed-point rounding and clip) are
+ * kernels/augview.h's, which the GPU's augmentation kernel runs too.
  *
  * Speed: on x86 CPUs with AVX2 (checked at run time; the build needs no
  * -march), both passes have vector versions that compute the very same
@@ -33,6 +36,7 @@
  */
 #include "image.h"
 
+#include "augview.h"
 #include "pe.h"
 
 #include <errno.h>
@@ -45,13 +49,9 @@
 #include <immintrin.h>
 #endif
 
-/* Pillow's fixed point for 8-bit results: 32 bits less 8 for the sample
- * and 2 of headroom. With non-negative weights summing to about 1, the
- * accumulator stays below 2^31 (255 * 2^23 + 2^21 in the worst rounding);
- * Lanczos's positive weights sum to at most about 1.3, and the negative
- * ones only lower the sum, so it stays below 2^31 too. */
-#define PRECISION_BITS 22
-#define HALF (1 << (PRECISION_BITS - 1))
+/* Pillow's fixed point for 8-bit results (augview.h says why 22 bits). */
+#define PRECISION_BITS PE_AV_PRECISION_BITS
+#define HALF PE_AV_HALF
 
 /* Coefficients for one axis. first/count index input samples; k holds
  * count fixed-point weights per output sample, padded with zeros to
@@ -64,11 +64,6 @@ typedef struct resample_axis {
     int32_t *k;      /* (n, ksize) weights, sum ~ 1 << PRECISION_BITS */
     void *mem;
 } resample_axis;
-
-static double triangle(double x) {
-    if (x < 0.0) x = -x;
-    return x < 1.0 ? 1.0 - x : 0.0;
-}
 
 /* Pillow's sinc_filter and lanczos_filter, operation for operation. */
 static double sinc(double x) {
@@ -87,7 +82,7 @@ typedef struct resample_filter {
     double support;
 } resample_filter;
 
-static const resample_filter filter_bilinear = {triangle, 1.0};
+static const resample_filter filter_bilinear = {pe_av_triangle, 1.0};
 static const resample_filter filter_lanczos = {lanczos, 3.0};
 
 static int mul_size(size_t a, size_t b, size_t *out) {
@@ -108,12 +103,8 @@ static int axis_init(resample_axis *ax, const resample_filter *f,
                      uint32_t in_size, float in0, float in1,
                      uint32_t out_size) {
     memset(ax, 0, sizeof *ax);
-    /* The difference is taken in float, as Pillow does, then widened. */
-    double scale = (double)(in1 - in0) / out_size;
-    double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = f->support * filterscale;
-    double ss = 1.0 / filterscale;
-    size_t ksize = (size_t)ceil(support) * 2 + 1;
+    const pe_av_axis a = pe_av_axis_of(f->support, in_size, in0, in1, out_size);
+    size_t ksize = (size_t)ceil(a.support) * 2 + 1;
 
     size_t nk, kbytes, bbytes;
     if (!mul_size(out_size, ksize, &nk) ||
@@ -140,39 +131,23 @@ static int axis_init(resample_axis *ax, const resample_filter *f,
     ax->count = ax->first + out_size;
 
     for (uint32_t xx = 0; xx < out_size; xx++) {
-        double center = in0 + (xx + 0.5) * scale;
-        /* Pillow rounds the bounds by truncating after adding 0.5. */
-        int64_t xmin = (int64_t)(center - support + 0.5);
-        if (xmin < 0) xmin = 0;
-        int64_t xmax = (int64_t)(center + support + 0.5);
-        if (xmax > (int64_t)in_size) xmax = in_size;
-        int64_t taps = xmax - xmin;
-        if (taps < 0) taps = 0;
+        const pe_av_span sp = pe_av_span_of(&a, xx);
+        const int64_t taps = sp.count;
         PE_ASSERT((size_t)taps <= ksize);
 
         double ww = 0.0;
         for (int64_t x = 0; x < taps; x++) {
-            w[x] = f->fn(((double)(x + xmin) - center + 0.5) * ss);
+            w[x] = f->fn(pe_av_tap_arg(&a, &sp, x));
             ww += w[x];
         }
         int32_t *k = ax->k + (size_t)xx * ksize;
-        for (int64_t x = 0; x < taps; x++) {
-            double v = ww != 0.0 ? w[x] / ww : w[x];
-            /* Round half away from zero into fixed point, as Pillow. */
-            k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS))
-                         : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
-        }
+        for (int64_t x = 0; x < taps; x++) k[x] = pe_av_fixed(w[x], ww);
         for (size_t x = (size_t)taps; x < ksize; x++) k[x] = 0;
-        ax->first[xx] = (uint32_t)xmin;
+        ax->first[xx] = (uint32_t)sp.first;
         ax->count[xx] = (uint32_t)taps;
     }
     free(w);
     return 0;
-}
-
-static inline uint8_t clip8(int32_t ss) {
-    int32_t v = ss >> PRECISION_BITS;
-    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
 /* Horizontal pass: rows rows of in (each in_stride bytes) into rows rows
@@ -193,7 +168,7 @@ static void resample_horizontal(const uint8_t *in, size_t in_stride,
                 const uint32_t taps = ax->count[xx];
                 int32_t s = HALF;
                 for (uint32_t t = 0; t < taps; t++) s += p[t] * k[t];
-                dst[xx] = clip8(s);
+                dst[xx] = pe_av_fixed_to_u8(s);
             }
         } else {
             for (uint32_t xx = 0; xx < ax->n; xx++) {
@@ -206,9 +181,9 @@ static void resample_horizontal(const uint8_t *in, size_t in_stride,
                     s1 += p[1] * k[t];
                     s2 += p[2] * k[t];
                 }
-                dst[3 * xx] = clip8(s0);
-                dst[3 * xx + 1] = clip8(s1);
-                dst[3 * xx + 2] = clip8(s2);
+                dst[3 * xx] = pe_av_fixed_to_u8(s0);
+                dst[3 * xx + 1] = pe_av_fixed_to_u8(s1);
+                dst[3 * xx + 2] = pe_av_fixed_to_u8(s2);
             }
         }
     }
@@ -239,13 +214,14 @@ vertical_body(const uint8_t *in, size_t row_len, uint32_t offset,
                 const int32_t kt = k[t];
                 for (int j = 0; j < VBLOCK; j++) acc[j] += r[j] * kt;
             }
-            for (int j = 0; j < VBLOCK; j++) dst[x + j] = clip8(acc[j]);
+            for (int j = 0; j < VBLOCK; j++)
+                dst[x + j] = pe_av_fixed_to_u8(acc[j]);
         }
         for (; x < row_len; x++) {
             int32_t s = HALF;
             for (uint32_t t = 0; t < taps; t++)
                 s += rows[(size_t)t * row_len + x] * k[t];
-            dst[x] = clip8(s);
+            dst[x] = pe_av_fixed_to_u8(s);
         }
     }
 }
@@ -631,8 +607,8 @@ static int resize_box(const resample_filter *f, const pe_image *src,
 
     const uint32_t c = src->c;
     const int simd = use_simd();
-    const int need_h = dst_w != src->w || box[0] != 0 || box[2] != (float)dst_w;
-    const int need_v = dst_h != src->h || box[1] != 0 || box[3] != (float)dst_h;
+    const int need_h = pe_av_axis_needed(src->w, box[0], box[2], dst_w);
+    const int need_v = pe_av_axis_needed(src->h, box[1], box[3], dst_h);
 
     resample_axis hx = {0}, vy = {0};
     uint8_t *tmp = NULL;

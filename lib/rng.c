@@ -3,46 +3,17 @@
  * exact derivation, which this file implements and must keep).
  *
  * Not for: speed records. One block costs ten 32x32->64 multiplies; an
- * augmented view draws a few dozen words, so the plain scalar form is
- * what stays here as the readable reference a CUDA version is checked
- * against.
+ * augmented view draws a few dozen words. The block function itself lives
+ * in kernels/devmath.h, shared with the CUDA kernels.
  */
 #include "rng.h"
 
+#include "devmath.h"
 #include "pe.h"
-
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-static inline void philox_round(uint32_t ctr[4], const uint32_t key[2]) {
-    const uint64_t p0 = (uint64_t)PHILOX_M0 * ctr[0];
-    const uint64_t p1 = (uint64_t)PHILOX_M1 * ctr[2];
-    const uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-    const uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-    const uint32_t c1 = ctr[1], c3 = ctr[3];
-    ctr[0] = hi1 ^ c1 ^ key[0];
-    ctr[1] = lo1;
-    ctr[2] = hi0 ^ c3 ^ key[1];
-    ctr[3] = lo0;
-}
 
 void pe_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
                       uint32_t out[4]) {
-    uint32_t c[4] = {ctr[0], ctr[1], ctr[2], ctr[3]};
-    uint32_t k[2] = {key[0], key[1]};
-    for (int round = 0; round < 10; round++) {
-        if (round > 0) {
-            k[0] += PHILOX_W0;
-            k[1] += PHILOX_W1;
-        }
-        philox_round(c, k);
-    }
-    out[0] = c[0];
-    out[1] = c[1];
-    out[2] = c[2];
-    out[3] = c[3];
+    pe_dm_philox(ctr, key, out);
 }
 
 void pe_rng_epoch_key(uint64_t seed, uint64_t epoch, uint32_t tag,

@@ -173,11 +173,17 @@ typedef struct loader {
     const pe_aug_opts *aug;
     uint64_t seed;
     int B, C, S;
+    int world, rank;      /* batch b of this rank is batch b world + rank */
     size_t view_n;        /* C * S * S */
     uint32_t *order;      /* epoch order of occurrences */
     uint64_t epoch;
     size_t nbatches, next; /* batches of this epoch; next to produce */
-    float *buf[2];        /* (2B, C, S, S) each */
+    float *buf[2];        /* (2B, C, S, S) each (host augmentation) */
+    /* device augmentation (jobs != NULL): each slot holds the 2B views'
+     * jobs and the batch's source images, and the backend renders them */
+    pe_aug_job *jobs[2];  /* (2B) each */
+    uint8_t *px[2];       /* the batch's images, one after another */
+    size_t px_len[2], px_cap[2];
     long filled[2];       /* batch index held, or -1 */
     int stop, rc;
     char msg[1024];
@@ -187,9 +193,35 @@ typedef struct loader {
     int running;
 } loader;
 
-static int load_batch(loader *l, pe_txn *t, size_t b, float *x, pe_aug_scratch *sc) {
+/* Appends image im to slot's pixel buffer and draws its two views' jobs
+ * (device augmentation). */
+static int queue_views(loader *l, int slot, const pe_image *im, size_t occ, int i) {
+    const size_t n = pe_image_size(im);
+    if (l->px_len[slot] + n > l->px_cap[slot]) {
+        size_t cap = 2 * (l->px_len[slot] + n);
+        uint8_t *p = realloc(l->px[slot], cap);
+        if (!p) return pe_fail(ENOMEM, "out of memory for a batch's images (%zu bytes)", cap);
+        l->px[slot] = p;
+        l->px_cap[slot] = cap;
+    }
+    const uint64_t offset = l->px_len[slot];
+    memcpy(l->px[slot] + offset, im->px, n);
+    l->px_len[slot] += n;
+    for (uint32_t v = 0; v < 2; v++) {
+        pe_aug_params p;
+        int rc = pe_aug_draw_view(l->seed, l->epoch, occ, v, im->w, im->h, l->aug, &p, NULL);
+        if (rc) return rc;
+        pe_aug_job_of(&p, im->w, im->h, im->c, offset, &l->jobs[slot][(size_t)v * l->B + i]);
+    }
+    return 0;
+}
+
+static int load_batch(loader *l, pe_txn *t, size_t b, int slot, pe_aug_scratch *sc) {
+    float *x = l->buf[slot];
+    l->px_len[slot] = 0;
+    const size_t gb = b * (size_t)l->world + (size_t)l->rank;
     for (int i = 0; i < l->B; i++) {
-        size_t occ = l->order[b * (size_t)l->B + (size_t)i];
+        size_t occ = l->order[gb * (size_t)l->B + (size_t)i];
         const pe_key *key = &l->d->keys[l->d->occ[occ]];
         pe_image im = {0};
         int rc = pe_img_get(t, key, &im);
@@ -202,9 +234,12 @@ static int load_batch(loader *l, pe_txn *t, size_t b, float *x, pe_aug_scratch *
             return pe_fail(PE_EFORMAT, "image %s has %u channels, the set's first image %u",
                            hx, c, l->d->channels);
         }
-        for (uint32_t v = 0; v < 2 && !rc; v++)
-            rc = pe_augment_view(&im, l->aug, l->seed, l->epoch, occ, v,
-                                 x + ((size_t)v * l->B + (size_t)i) * l->view_n, sc);
+        if (l->jobs[0])
+            rc = queue_views(l, slot, &im, occ, i);
+        else
+            for (uint32_t v = 0; v < 2 && !rc; v++)
+                rc = pe_augment_view(&im, l->aug, l->seed, l->epoch, occ, v,
+                                     x + ((size_t)v * l->B + (size_t)i) * l->view_n, sc);
         pe_image_free(&im);
         if (rc) return rc;
     }
@@ -227,7 +262,7 @@ static void *loader_main(void *arg) {
         pthread_mutex_unlock(&l->mu);
         /* a fresh snapshot each batch, so a concurrent writer can reuse pages */
         rc = pe_txn_renew(t);
-        if (!rc) rc = load_batch(l, t, b, l->buf[slot], &sc);
+        if (!rc) rc = load_batch(l, t, b, slot, &sc);
         pthread_mutex_lock(&l->mu);
         if (!rc) {
             l->filled[slot] = (long)b;
@@ -269,16 +304,25 @@ static void loader_stop(loader *l) {
     l->running = 0;
 }
 
-/* Waits for batch b; returns its buffer, or NULL on a loader error. */
-static float *loader_get(loader *l, size_t b, double *waited) {
+/* Waits for batch b; returns its slot, or -1 on a loader error. */
+static int loader_get(loader *l, size_t b, double *waited) {
     int slot = (int)(b & 1);
     double t0 = pe_now();
     pthread_mutex_lock(&l->mu);
     while (l->filled[slot] != (long)b && !l->rc) pthread_cond_wait(&l->cv, &l->mu);
-    float *x = l->rc ? NULL : l->buf[slot];
+    if (l->rc) slot = -1;
     pthread_mutex_unlock(&l->mu);
     *waited += pe_now() - t0;
-    return x;
+    return slot;
+}
+
+/* Puts batch `slot`'s 2B views into backend memory dx: uploads the
+ * host-augmented views, or has the backend render them from the jobs. */
+static int loader_views(loader *l, pe_backend *be, int slot, float *dx) {
+    if (!l->jobs[0])
+        return be->upload(be, dx, l->buf[slot], (size_t)2 * l->B * l->view_n * sizeof(float));
+    return be->augment(be, 2 * l->B, l->jobs[slot], l->px[slot], l->px_len[slot], (uint32_t)l->S,
+                       (uint32_t)l->C, l->aug->mean, l->aug->std, dx);
 }
 
 static void loader_release(loader *l, size_t b) {
@@ -1157,6 +1201,15 @@ static int check_opts(const pe_train_opts *o) {
                        "its own run, which records its init");
     if (o->stop_plateau < 0 || o->stop_plateau > 1000000)
         return pe_fail(PE_EUSAGE, "--stop-plateau %d out of range", o->stop_plateau);
+    if (o->world < 0 || o->world > 4096 || (o->world > 1 && (o->rank < 0 || o->rank >= o->world)))
+        return pe_fail(PE_EUSAGE, "rank %d of a group of %d", o->rank, o->world);
+    if (o->world > 1 && !o->rendezvous)
+        return pe_fail(PE_EUSAGE, "a group of %d needs a rendezvous file", o->world);
+    if (o->world > 1 && o->dp_clip > 0)
+        return pe_fail(PE_EUNSUPPORTED, "--dp-clip runs on one device: DP-SGD's groups and noise "
+                                        "are not split across ranks");
+    if (o->world > 1 && o->stop_plateau)
+        return pe_fail(PE_EUNSUPPORTED, "--stop-plateau runs on one device");
     if (o->stop_plateau && !o->knn_set)
         return pe_fail(PE_EUSAGE, "--stop-plateau watches the kNN monitor: give --knn-set");
     if (o->stop_plateau && o->max_steps)
@@ -1237,6 +1290,17 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     init_file in = {0};
     int rc = check_opts(o);
     if (rc) return rc;
+    /* ranks other than 0 train as rank 0 does but write nothing */
+    pe_train_opts quiet_rank;
+    if (o->world > 1 && o->rank > 0) {
+        quiet_rank = *o;
+        quiet_rank.out = NULL;
+        quiet_rank.log = NULL;
+        quiet_rank.progress = 0;
+        o = &quiet_rank;
+        tr->o = o;
+    }
+    const int world = o->world > 1 ? o->world : 1;
     stats->best_epoch = -1;
     stats->best_acc = -1;
     stats->init_head = -1;
@@ -1291,8 +1355,11 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     pe_txn_abort(t);
     t = NULL;
 
-    tr->be = pe_backend_cpu(o->threads);
-    if (!tr->be) { rc = ENOMEM; goto out; }
+    if ((rc = pe_backend_open(o->device, o->device_index, o->threads, o->precision,
+                              o->deterministic, &tr->be)))
+        goto out;
+    if (world > 1 && (rc = pe_backend_join(tr->be, o->rank, world, o->rendezvous, 600)))
+        goto out;
     pe_backend *be = tr->be;
     pe_model_cfg cfg;
     pe_model_cfg_default(&cfg, o->arch, C, o->size);
@@ -1370,13 +1437,29 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     L.C = C;
     L.S = o->size;
     L.view_n = (size_t)C * o->size * o->size;
-    L.nbatches = tr->d.nocc / (size_t)B; /* the last incomplete batch is dropped */
+    /* the last incomplete batch is dropped, and with several ranks the
+     * batches that do not make a whole step of the group */
+    L.nbatches = tr->d.nocc / (size_t)B / (size_t)world;
+    L.world = world;
+    L.rank = world > 1 ? o->rank : 0;
+    if (L.nbatches == 0) {
+        rc = pe_fail(PE_EFORMAT, "set '%s' holds %zu images, fewer than one batch of %d per rank",
+                     o->set, tr->d.nocc, B);
+        goto out_dx;
+    }
     L.order = malloc(tr->d.nocc * sizeof *L.order);
-    L.buf[0] = malloc((size_t)N * L.view_n * sizeof(float));
-    L.buf[1] = malloc((size_t)N * L.view_n * sizeof(float));
+    if (be->augment && !o->host_augment) { /* the device renders the views */
+        L.jobs[0] = malloc((size_t)N * sizeof *L.jobs[0]);
+        L.jobs[1] = malloc((size_t)N * sizeof *L.jobs[1]);
+        if (!L.jobs[0] || !L.jobs[1]) { rc = ENOMEM; goto out_dx; }
+    } else {
+        L.buf[0] = malloc((size_t)N * L.view_n * sizeof(float));
+        L.buf[1] = malloc((size_t)N * L.view_n * sizeof(float));
+        if (!L.buf[0] || !L.buf[1]) { rc = ENOMEM; goto out_dx; }
+    }
     dx = be->alloc(be, (size_t)N * L.view_n * sizeof(float));
     dz = be->alloc(be, (size_t)MB * cfg.head_out * sizeof(float));
-    if (!L.order || !L.buf[0] || !L.buf[1] || !dx || !dz) { rc = ENOMEM; goto out_dx; }
+    if (!L.order || !dx || !dz) { rc = ENOMEM; goto out_dx; }
 
     /* the kNN score of the initialised encoder, so a curve starts at its
      * baseline (a fresh run only) */
@@ -1421,12 +1504,12 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
                 stopped = 1;
                 break;
             }
-            float *x = loader_get(&L, b, &wait);
-            if (!x) {
+            int slot = loader_get(&L, b, &wait);
+            if (slot < 0) {
                 rc = pe_fail(L.rc, "%s", L.msg);
                 break;
             }
-            rc = be->upload(be, dx, x, (size_t)N * L.view_n * sizeof(float));
+            rc = loader_views(&L, be, slot, dx);
             loader_release(&L, b);
             float loss = 0;
             if (!rc && tr->dp) rc = pe_dp_step(tr->dp, tr->m, dx, o->temperature, tr->step, &loss);
@@ -1439,6 +1522,8 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
                 break;
             }
             if (!rc && !tr->dp) rc = pe_model_backward(tr->m, dz);
+            if (!rc && be->allreduce_mean)
+                rc = be->allreduce_mean(be, np, pe_model_grads(tr->m));
             lr = lr_at(o, tr->step, total, warm);
             if (!rc && o->optim == PE_OPT_ADAM)
                 rc = be->adam(be, np, pe_model_params(tr->m), pe_model_grads(tr->m), tr->s1, tr->s2,
@@ -1542,6 +1627,10 @@ out:
     free(L.order);
     free(L.buf[0]);
     free(L.buf[1]);
+    for (int i = 0; i < 2; i++) {
+        free(L.jobs[i]);
+        free(L.px[i]);
+    }
     if (tr->be) {
         if (dz) tr->be->free(tr->be, dz);
         if (dx) tr->be->free(tr->be, dx);

@@ -54,6 +54,23 @@ typedef struct pe_train_opts {
                                optimiser step, 0 to 1 (0.999) */
     uint64_t seed;
     int threads;            /* compute threads; 0 = online CPUs */
+    pe_device_kind device;  /* --device: auto (default), cpu, cuda */
+    int device_index;       /* cuda:N */
+    pe_precision precision; /* --precision (GPU only): fp32 (default), tf32, bf16 */
+    int deterministic;      /* --deterministic (GPU only): no atomics-based
+                               convolution algorithms, fixed choices */
+    int world, rank;        /* data parallelism: this process is rank
+                               (0..world-1) of world, one GPU each (0 or
+                               1: alone). Each rank trains its own batches
+                               of `batch` (step s of an epoch: batch
+                               s x world + rank of the epoch's order), the
+                               gradients are averaged (NCCL), batch norm
+                               and NT-Xent's negatives stay per rank; rank
+                               0 alone writes -o and --log */
+    const char *rendezvous; /* world > 1: the file the ranks meet through
+                               (pe_backend_join) */
+    int host_augment;       /* augment on the host even when the backend
+                               could (tests; the loader thread's path) */
     pe_aug_opts aug;        /* crop scale/ratio and mode, probabilities,
                                strengths */
     int have_norm;          /* aug.mean/std given; else computed from the set */

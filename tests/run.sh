@@ -10,6 +10,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 pass=0
 fail=0
+skip=0
 failed=""
 
 run_one() { # name, command...
@@ -17,9 +18,14 @@ run_one() { # name, command...
     shift
     log=$(mktemp)
     start=$(date +%s)
-    if "$@" >"$log" 2>&1; then
+    "$@" >"$log" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ]; then
         pass=$((pass + 1))
         echo "PASS $name ($(( $(date +%s) - start ))s)"
+    elif [ $rc -eq 77 ]; then # the test cannot run here; its last line says why
+        skip=$((skip + 1))
+        echo "SKIP $name: $(tail -n 1 "$log")"
     else
         fail=$((fail + 1))
         failed="$failed $name"
@@ -66,13 +72,26 @@ all)
     [ -x build/tests/test_moco ] &&
         run_one "unit:test_moco-detects-perturbation" sh -c '! PE_FIXTURE_PERTURB=1 build/tests/test_moco 2>/dev/null'
     cli build
+    # the loader refuses a file that is not pe's CUDA backend, with a message
+    run_one "unit:test_cuda-refuses-foreign-library" env PE_CUDA_LIB="$PWD/build/tests/test_store" build/tests/test_cuda
+    # the GPU checks beyond test_cuda: each skips with its reason without a GPU
+    run_one "gpu:test_fixture" env PE_TEST_DEVICE=cuda build/tests/test_fixture
+    run_one "gpu:train" env BIN="$PWD/build/bin" sh tests/gpu/train.sh
     unit build-asan
     cli build-asan
     [ -x build-tsan/bin/pe-ingest ] && run_one "tsan:ingest" sh tests/tsan-ingest.sh build-tsan/bin
     [ -f tests/fuzz/run.sh ] && run_one "fuzz" sh tests/fuzz/run.sh
     ;;
-*) echo "usage: tests/run.sh [unit|cli [BUILDDIR]]" >&2; exit 2 ;;
+gpu)
+    # make test-gpu: the GPU tests on build/, a missing GPU is a failure
+    export PE_REQUIRE_GPU=1
+    run_one "gpu:test_cuda" build/tests/test_cuda
+    run_one "gpu:test_fixture" env PE_TEST_DEVICE=cuda build/tests/test_fixture
+    run_one "gpu:test_fixture-detects-perturbation" sh -c '! PE_TEST_DEVICE=cuda PE_FIXTURE_PERTURB=1 build/tests/test_fixture 2>/dev/null'
+    run_one "gpu:train" env BIN="$PWD/build/bin" sh tests/gpu/train.sh
+    ;;
+*) echo "usage: tests/run.sh [unit|cli [BUILDDIR]|gpu]" >&2; exit 2 ;;
 esac
 [ -n "$failed" ] && echo "failed:$failed"
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

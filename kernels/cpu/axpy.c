@@ -6,6 +6,7 @@
  * Not for: the plain dst += src (elementwise.c's accumulate).
  */
 #include "cpu.h"
+#include "devmath.h"
 #include "pe.h"
 
 enum { GRAIN = 32768 }; /* elements per item */
@@ -21,10 +22,7 @@ static void axpy_item(void *ctx, size_t item, int tid) {
     (void)tid;
     const axpy_job *j = ctx;
     size_t lo = item * GRAIN, hi = lo + GRAIN < j->n ? lo + GRAIN : j->n;
-    for (size_t i = lo; i < hi; i++) {
-        float ax = j->a * j->x[i];
-        j->y[i] += ax;
-    }
+    for (size_t i = lo; i < hi; i++) j->y[i] = pe_dm_axpy(j->a, j->x[i], j->y[i]);
 }
 
 int pe_cpu_axpy(pe_backend *b, size_t n, float a, const float *x, float *y) {

@@ -8,6 +8,7 @@
  * Not for: the optimisers' moment estimates (optim.c).
  */
 #include "cpu.h"
+#include "devmath.h"
 #include "pe.h"
 
 enum { GRAIN = 16384 }; /* elements per item */
@@ -23,10 +24,7 @@ static void ema_item(void *ctx, size_t item, int tid) {
     (void)tid;
     const ema_job *j = ctx;
     size_t lo = item * GRAIN, hi = lo + GRAIN < j->n ? lo + GRAIN : j->n;
-    for (size_t i = lo; i < hi; i++) {
-        float keep = j->dst[i] * j->m, take = j->src[i] * j->one_minus_m;
-        j->dst[i] = keep + take;
-    }
+    for (size_t i = lo; i < hi; i++) j->dst[i] = pe_dm_ema(j->dst[i], j->src[i], j->m, j->one_minus_m);
 }
 
 int pe_cpu_ema(pe_backend *b, size_t n, const float *src, float *dst, double m) {

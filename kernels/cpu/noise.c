@@ -10,8 +10,8 @@
 #include <math.h>
 
 #include "cpu.h"
+#include "devmath.h"
 #include "pe.h"
-#include "rng.h"
 
 enum { GRAIN = 8192 }; /* elements per item: even, so a pair never straddles items */
 
@@ -28,16 +28,11 @@ static void noise_item(void *ctx, size_t item, int tid) {
     const noise_job *j = ctx;
     size_t lo = item * GRAIN, hi = lo + GRAIN < j->n ? lo + GRAIN : j->n;
     for (size_t i = lo; i < hi; i += 2) {
-        const uint64_t k = i / 2;
-        const uint32_t ctr[4] = {(uint32_t)k, (uint32_t)(k >> 32), 0, 0};
-        uint32_t w[4];
-        pe_philox4x32_10(ctr, j->key, w);
-        const double u1 = (double)(((uint64_t)w[0] << 32 | w[1]) >> 11) * 0x1p-53;
-        const double u2 = (double)(((uint64_t)w[2] << 32 | w[3]) >> 11) * 0x1p-53;
-        const double r = sqrt(-2.0 * log(1.0 - u1)), a = 2.0 * M_PI * u2;
-        j->dst[i] = (float)(((double)j->src[i] + j->stddev * (r * cos(a))) * j->scale);
+        double r, a;
+        pe_dm_gauss_polar(j->key, i / 2, &r, &a);
+        j->dst[i] = pe_dm_noised(j->src[i], j->stddev, r * cos(a), j->scale);
         if (i + 1 < hi)
-            j->dst[i + 1] = (float)(((double)j->src[i + 1] + j->stddev * (r * sin(a))) * j->scale);
+            j->dst[i + 1] = pe_dm_noised(j->src[i + 1], j->stddev, r * sin(a), j->scale);
     }
 }
 

@@ -8,9 +8,8 @@
  * Not for: learning-rate schedules, gradient clipping, parameter groups
  * (lib/train.c).
  */
-#include <math.h>
-
 #include "cpu.h"
+#include "devmath.h"
 #include "pe.h"
 
 enum { GRAIN = 16384 }; /* parameters per item */
@@ -19,8 +18,8 @@ typedef struct optim_job {
     size_t n;
     float *p, *m, *v, *buf;
     const float *g;
-    float lr, b1, b2, eps, wd, momentum;
-    float step_size, bc2_sqrt, one_minus_b1, one_minus_b2;
+    pe_dm_adam_k k;
+    float lr, wd, momentum;
     int first;
 } optim_job;
 
@@ -30,13 +29,7 @@ static void adam_item(void *ctx, size_t item, int tid) {
     size_t lo = item * GRAIN, hi = lo + GRAIN < j->n ? lo + GRAIN : j->n;
     float *p = j->p, *m = j->m, *v = j->v;
     const float *g = j->g;
-    for (size_t i = lo; i < hi; i++) {
-        float gi = j->wd != 0 ? g[i] + j->wd * p[i] : g[i];
-        m[i] = m[i] * j->b1 + j->one_minus_b1 * gi;
-        v[i] = v[i] * j->b2 + j->one_minus_b2 * gi * gi;
-        float denom = sqrtf(v[i]) / j->bc2_sqrt + j->eps;
-        p[i] = p[i] - j->step_size * (m[i] / denom);
-    }
+    for (size_t i = lo; i < hi; i++) pe_dm_adam(&j->k, &p[i], g[i], &m[i], &v[i]);
 }
 
 int pe_cpu_adam(pe_backend *b, size_t n, float *p, const float *g, float *m,
@@ -44,14 +37,8 @@ int pe_cpu_adam(pe_backend *b, size_t n, float *p, const float *g, float *m,
                 long t) {
     PE_ASSERT(t >= 1);
     if (n == 0) return 0;
-    double bc1 = 1 - pow((double)b1, (double)t);
-    double bc2 = 1 - pow((double)b2, (double)t);
-    optim_job j = {.n = n, .p = p, .m = m, .v = v, .g = g, .lr = lr,
-                   .b1 = b1, .b2 = b2, .eps = eps, .wd = wd};
-    j.step_size = (float)((double)lr / bc1);
-    j.bc2_sqrt = (float)sqrt(bc2);
-    j.one_minus_b1 = (float)(1 - (double)b1);
-    j.one_minus_b2 = (float)(1 - (double)b2);
+    optim_job j = {.n = n, .p = p, .m = m, .v = v, .g = g,
+                   .k = pe_dm_adam_consts(lr, b1, b2, eps, wd, t)};
     pe_cpu_parallel_for(pe_cpu_of(b)->pool, pe_cpu_chunks(n, GRAIN), adam_item, &j);
     return 0;
 }
@@ -62,14 +49,8 @@ static void sgd_item(void *ctx, size_t item, int tid) {
     size_t lo = item * GRAIN, hi = lo + GRAIN < j->n ? lo + GRAIN : j->n;
     float *p = j->p, *buf = j->buf;
     const float *g = j->g;
-    for (size_t i = lo; i < hi; i++) {
-        float gi = j->wd != 0 ? g[i] + j->wd * p[i] : g[i];
-        if (j->momentum != 0) {
-            buf[i] = j->first ? gi : j->momentum * buf[i] + gi;
-            gi = buf[i];
-        }
-        p[i] = p[i] - j->lr * gi;
-    }
+    for (size_t i = lo; i < hi; i++)
+        pe_dm_sgd(&p[i], g[i], buf ? &buf[i] : NULL, j->lr, j->momentum, j->wd, j->first);
 }
 
 int pe_cpu_sgd(pe_backend *b, size_t n, float *p, const float *g, float *buf,

@@ -72,6 +72,24 @@ usage_error pe-train --set tr
 usage_error pe-train --set tr -o x.st --batch 1
 usage_error pe-train --set tr -o x.st --lr -1
 usage_error pe-train --set tr -o x.st --arch vgg
+usage_error pe-train --set tr -o x.st --device gpu
+err_has "--device gpu"
+usage_error pe-train --set tr -o x.st --precision fp64
+err_has "fp64"
+usage_error pe-train --set tr -o x.st --world 2 --rank 2 --rendezvous rv
+PE_WORLD_SIZE=two usage_error pe-train --set tr -o x.st
+err_has "PE_WORLD_SIZE"
+# --device cuda where none can run: a clear error before any work, nothing
+# written (the GPU machine runs tests/gpu/train.sh instead)
+if ! "$BIN/../tests/test_cuda" >/dev/null 2>&1; then
+    expect_rc 1 pe-train $common --epochs 1 -o x.st --device cuda
+    grep -qE "no CUDA backend|no GPU found" "$T/err" || fail "--device cuda: $(cat "$T/err")"
+    expect_rc 1 pe-eval -e a.st --train te --test te --device cuda
+    grep -qE "no CUDA backend|no GPU found" "$T/err" || fail "pe-eval --device cuda: $(cat "$T/err")"
+    # a group of ranks needs the CUDA backend
+    expect_rc 1 pe-train $common --epochs 1 -o x.st --world 2 --rank 1 --rendezvous rv --device cpu
+    grep -qi "cuda" "$T/err" || fail "--world on the CPU: $(cat "$T/err")"
+fi
 usage_error pe-train --set tr -o x.st --width 2
 expect_rc 1 pe-train --set tr --size 16 --batch 16 -o no/such/dir/x.st
 err_has "no/such/dir/x.st"

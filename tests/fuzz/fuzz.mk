@@ -22,9 +22,9 @@ FUZZ_CFLAGS := -g -O1 -std=c11 -fno-omit-frame-pointer \
 # Warnings for the targets only: the library's own flags are the Makefile's.
 FUZZ_WARN := -Wall -Wextra -Werror
 FUZZ_SAN := address,undefined
-FUZZ_LDLIBS := -llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm
+FUZZ_LDLIBS := -llmdb -lxxhash -ljpeg -lpng -ltiff -ldeflate -lz -lpthread -lm -ldl
 
-FUZZ_LIB_SRC := $(wildcard lib/*.c formats/*.c kernels/cpu/*.c)
+FUZZ_LIB_SRC := $(wildcard lib/*.c formats/*.c kernels/cpu/*.c) kernels/device.c kernels/cuda_loader.c
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FB)/obj/%.o)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FB)/%)

@@ -18,6 +18,12 @@
  *    whose near-zero gradient flips Adam's step sign.
  * Set PE_FIXTURE_PERTURB=1 to scale the first conv's weights by 1.001 after
  * loading: the test must then fail (it shows the checks can fail).
+ *
+ * PE_TEST_DEVICE=cuda runs the same checks with the same tolerances on the
+ * CUDA backend (FP32, TF32 off; make test-gpu): every tensor goes to the
+ * model through upload and comes back through download, so the test reads
+ * no backend memory directly. Without a GPU it prints why and exits 77
+ * (a skip), or fails under PE_REQUIRE_GPU=1.
  */
 #include <math.h>
 #include <stdio.h>
@@ -86,9 +92,15 @@ static float *fx_f32(fixture *f, const char *name, size_t *n) {
     return v;
 }
 
-/* Compares got to the fixture tensor name; mode 0: elementwise
- * 1e-5 + 1e-4|x|; mode 1: 1e-5 + 1e-4 max|x|. */
-static int compare(fixture *f, const char *name, const float *got, size_t n, int mode) {
+static pe_backend *open_backend(void) {
+    const char *dev = getenv("PE_TEST_DEVICE");
+    if (dev && !strcmp(dev, "cuda")) return pe_backend_cuda(0, PE_PREC_FP32, 0);
+    return pe_backend_cpu(2);
+}
+
+/* Compares got (host memory) to the fixture tensor name; mode 0:
+ * elementwise 1e-5 + 1e-4|x|; mode 1: 1e-5 + 1e-4 max|x|. */
+static int compare_host(fixture *f, const char *name, const float *got, size_t n, int mode) {
     size_t m;
     float *want = fx_f32(f, name, &m);
     if (!want || m != n) {
@@ -112,10 +124,20 @@ static int compare(fixture *f, const char *name, const float *got, size_t n, int
     return bad == 0;
 }
 
+/* compare_host of n floats of backend memory. */
+static int compare(fixture *f, pe_backend *be, const char *name, const float *dev, size_t n,
+                   int mode) {
+    float *got = malloc((n ? n : 1) * sizeof *got);
+    int ok = got && be->download(be, got, dev, n * sizeof *got) == 0 &&
+             compare_host(f, name, got, n, mode);
+    free(got);
+    return ok;
+}
+
 typedef struct run {
     pe_backend *be;
     pe_model *m;
-    float *x, *dz;
+    float *x, *dz; /* backend memory */
     int N, D;
     size_t np;
 } run;
@@ -136,14 +158,19 @@ static int setup(fixture *f, run *r) {
     /* "1/16" or a decimal */
     const char *slash = strchr(w, '/');
     cfg.width = slash ? strtod(w, NULL) / strtod(slash + 1, NULL) : strtod(w, NULL);
-    r->be = pe_backend_cpu(2);
-    if (!r->be) return -1;
+    r->be = open_backend();
+    if (!r->be) {
+        fprintf(stderr, "cannot open the backend: %s\n", pe_errmsg());
+        return -1;
+    }
     if (pe_model_init(&r->m, &cfg, r->be, 1)) return -1;
     r->N = 2 * atoi(bs);
     r->D = cfg.head_out;
     if (pe_model_set_batch(r->m, r->N)) return -1;
     r->np = pe_model_nparams(r->m);
-    float *p = pe_model_params(r->m), *buf = pe_model_buffers(r->m);
+    const size_t nbuf = pe_model_nbuffers(r->m);
+    float *p = calloc(r->np, sizeof *p), *buf = calloc(nbuf ? nbuf : 1, sizeof *buf);
+    if (!p || !buf) return -1;
     for (int i = 0; i < pe_model_ntensors(r->m); i++) {
         const pe_tensor_info *t = pe_model_tensor(r->m, i);
         char name[96];
@@ -160,6 +187,7 @@ static int setup(fixture *f, run *r) {
         } else if (x->numel != t->n ||
                    pe_st_to_f32(x, (t->kind == PE_T_RUNNING ? buf : p) + t->off, t->n)) {
             fprintf(stderr, "%s: shape differs from the model's\n", name);
+            free(p), free(buf);
             return -1;
         }
     }
@@ -167,18 +195,36 @@ static int setup(fixture *f, run *r) {
         const pe_tensor_info *t = pe_model_tensor(r->m, 0);
         for (size_t j = 0; j < t->n; j++) p[t->off + j] *= 1.001f;
     }
+    int rc = r->be->upload(r->be, pe_model_params(r->m), p, r->np * sizeof *p) ||
+             r->be->upload(r->be, pe_model_buffers(r->m), buf, nbuf * sizeof *buf);
+    free(p), free(buf);
     size_t n;
-    r->x = fx_f32(f, "input", &n);
-    r->dz = malloc((size_t)r->N * r->D * sizeof *r->dz);
-    return r->x && r->dz ? 0 : -1;
+    float *hx = fx_f32(f, "input", &n);
+    r->x = r->be->alloc(r->be, (n ? n : 1) * sizeof *r->x);
+    r->dz = r->be->alloc(r->be, (size_t)r->N * r->D * sizeof *r->dz);
+    if (!rc && hx && r->x) rc = r->be->upload(r->be, r->x, hx, n * sizeof *hx);
+    free(hx);
+    return !rc && hx && r->x && r->dz ? 0 : -1;
 }
 
 static void teardown(run *r) {
     pe_model_free(r->m);
-    if (r->be) r->be->destroy(r->be);
-    free(r->x);
-    free(r->dz);
+    if (r->be) {
+        if (r->x) r->be->free(r->be, r->x);
+        if (r->dz) r->be->free(r->be, r->dz);
+        r->be->destroy(r->be);
+    }
     memset(r, 0, sizeof *r);
+}
+
+/* n floats of backend memory, downloaded (NULL on failure) */
+static float *fetch(pe_backend *be, const float *dev, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    if (h && be->download(be, h, dev, n * sizeof *h)) {
+        free(h);
+        return NULL;
+    }
+    return h;
 }
 
 static void test_first_pass(fixture *f) {
@@ -188,20 +234,20 @@ static void test_first_pass(fixture *f) {
     float loss;
     CHECK_OK(pe_model_forward(r.m, r.x, 1, 1));
     CHECK_OK(r.be->ntxent(r.be, r.N, r.D, pe_model_z(r.m), 0.5f, &loss, r.dz));
-    CHECK(compare(f, "features", pe_model_features(r.m),
+    CHECK(compare(f, r.be, "features", pe_model_features(r.m),
                   (size_t)r.N * pe_model_feat_dim(r.m), 0));
-    CHECK(compare(f, "z", pe_model_z(r.m), (size_t)r.N * r.D, 0));
-    CHECK(compare(f, "loss", &loss, 1, 0));
+    CHECK(compare(f, r.be, "z", pe_model_z(r.m), (size_t)r.N * r.D, 0));
+    CHECK(compare_host(f, "loss", &loss, 1, 0));
     CHECK_OK(pe_model_backward(r.m, r.dz));
     for (int i = 0; i < pe_model_ntensors(r.m); i++) {
         const pe_tensor_info *t = pe_model_tensor(r.m, i);
         char name[96];
         if (t->kind == PE_T_PARAM) {
             snprintf(name, sizeof name, "grad.%s", t->name);
-            CHECK(compare(f, name, pe_model_grads(r.m) + t->off, t->n, 1));
+            CHECK(compare(f, r.be, name, pe_model_grads(r.m) + t->off, t->n, 1));
         } else if (t->kind == PE_T_RUNNING) {
             snprintf(name, sizeof name, "running.%s", t->name);
-            CHECK(compare(f, name, pe_model_buffers(r.m) + t->off, t->n, 0));
+            CHECK(compare(f, r.be, name, pe_model_buffers(r.m) + t->off, t->n, 0));
         } else {
             CHECK(pe_model_counts(r.m)[t->off] == 1);
         }
@@ -215,9 +261,11 @@ static void three_steps(fixture *f, int adam) {
     CHECK(setup(f, &r) == 0);
     if (!r.m) { teardown(&r); return; }
     const char *pre = adam ? "adam" : "sgd";
-    float *init = malloc(r.np * sizeof *init), *s1 = calloc(r.np, sizeof *s1),
-          *s2 = calloc(r.np, sizeof *s2);
-    memcpy(init, pe_model_params(r.m), r.np * sizeof *init);
+    float *init = fetch(r.be, pe_model_params(r.m), r.np);
+    float *s1 = r.be->alloc(r.be, r.np * sizeof *s1), *s2 = r.be->alloc(r.be, r.np * sizeof *s2);
+    CHECK(init && s1 && s2);
+    CHECK_OK(r.be->fill(r.be, r.np, 0, s1));
+    CHECK_OK(r.be->fill(r.be, r.np, 0, s2));
     size_t nlr;
     char name[128];
     snprintf(name, sizeof name, "%s.lr", pre);
@@ -228,7 +276,7 @@ static void three_steps(fixture *f, int adam) {
         CHECK_OK(pe_model_forward(r.m, r.x, 1, 1));
         CHECK_OK(r.be->ntxent(r.be, r.N, r.D, pe_model_z(r.m), 0.5f, &loss, r.dz));
         snprintf(name, sizeof name, "%s.loss.%d", pre, step);
-        CHECK(compare(f, name, &loss, 1, 0));
+        CHECK(compare_host(f, name, &loss, 1, 0));
         CHECK_OK(pe_model_backward(r.m, r.dz));
         if (adam)
             CHECK_OK(r.be->adam(r.be, r.np, pe_model_params(r.m), pe_model_grads(r.m), s1, s2,
@@ -248,7 +296,7 @@ static void three_steps(fixture *f, int adam) {
             continue;
         }
         if (t->kind == PE_T_RUNNING) {
-            CHECK(compare(f, name, pe_model_buffers(r.m) + t->off, t->n, 0));
+            CHECK(compare(f, r.be, name, pe_model_buffers(r.m) + t->off, t->n, 0));
             continue;
         }
         size_t n;
@@ -256,7 +304,9 @@ static void three_steps(fixture *f, int adam) {
         CHECK(want && n == t->n);
         if (!want || n != t->n) { free(want); continue; }
         double num = 0, den = 0;
-        const float *got = pe_model_params(r.m) + t->off;
+        float *got = fetch(r.be, pe_model_params(r.m) + t->off, n);
+        CHECK(got != NULL);
+        if (!got) { free(want); continue; }
         for (size_t j = 0; j < n; j++) {
             double dw = (double)want[j] - init[t->off + j], dg = (double)got[j] - init[t->off + j];
             num += (dg - dw) * (dg - dw);
@@ -267,11 +317,12 @@ static void three_steps(fixture *f, int adam) {
             fprintf(stderr, "  %s: update differs, relative L2 error %.3g\n", name, rel);
         CHECK(rel <= 1e-3);
         free(want);
+        free(got);
     }
     free(lrs);
     free(init);
-    free(s1);
-    free(s2);
+    r.be->free(r.be, s1);
+    r.be->free(r.be, s2);
     teardown(&r);
 }
 
@@ -281,6 +332,14 @@ static void adam_steps(void) { three_steps(&F, 1); }
 static void sgd_steps(void) { three_steps(&F, 0); }
 
 int main(void) {
+    const char *dev = getenv("PE_TEST_DEVICE");
+    if (dev && !strcmp(dev, "cuda")) {
+        const char *why = NULL;
+        if (pe_cuda_devices(&why) == 0) {
+            printf("skip: PE_TEST_DEVICE=cuda: %s\n", why ? why : "no GPU");
+            return getenv("PE_REQUIRE_GPU") ? 1 : 77;
+        }
+    }
     /* resnet_tiny is committed; small_gray (7 MB) is written by
      * tests/ref/make_fixtures.py where PyTorch is installed, and checked
      * when present. */
