@@ -499,23 +499,24 @@ out:
 
 /* Activations no backward reads (a shortcut's batch-norm output, read by
  * its add alone) are needed only from their producer to their last reader
- * in the forward pass, when no gradient buffer is in use: they borrow a
- * gradient buffer's memory, acts whose forward lives do not meet sharing
- * one. Backward reads the inputs of conv, batch norm and linear, and the
- * output of ReLU; the features and z are read by callers. Returns in
- * *lend 1 for such acts (before the buffers exist) or lends them. */
-static void forward_only(pe_model *m, char *lend, int assign) {
-    int na = m->nacts;
-    if (!assign) {
-        for (int a = 0; a < na; a++) lend[a] = a != 0 && a != m->feat && a != m->z;
-        for (int i = 0; i < m->nops; i++) {
-            const op *o = &m->ops[i];
-            if (o->kind == OP_CONV || o->kind == OP_BN || o->kind == OP_LINEAR ||
-                o->kind == OP_RELU)
-                lend[o->in] = 0;
-        }
-        return;
+ * in the forward pass, when no gradient buffer is in use, so they can
+ * borrow a gradient buffer's memory. Backward reads the inputs of conv,
+ * batch norm and linear, and the output of ReLU; the features and z are
+ * read by callers. Sets lend[a] to 1 for such acts. */
+static void mark_forward_only(const pe_model *m, char *lend) {
+    for (int a = 0; a < m->nacts; a++) lend[a] = a != 0 && a != m->feat && a != m->z;
+    for (int i = 0; i < m->nops; i++) {
+        const op *o = &m->ops[i];
+        if (o->kind == OP_CONV || o->kind == OP_BN || o->kind == OP_LINEAR || o->kind == OP_RELU)
+            lend[o->in] = 0;
     }
+}
+
+/* Lends the marked acts that have no memory yet a gradient buffer each,
+ * acts whose forward lives do not meet sharing one; an act no buffer is
+ * free for keeps lend[a] = 0 (its own memory). */
+static void lend_forward_only(pe_model *m, char *lend) {
+    int na = m->nacts;
     /* in forward order: an act is born at its producer; a buffer is free
      * once its occupant's last reader has run */
     int *last = calloc((size_t)na, sizeof *last), *until = calloc((size_t)m->ngbuf + 1, sizeof *until);
@@ -553,7 +554,7 @@ int pe_model_set_batch(pe_model *m, int n) {
     pe_backend *be = m->be;
     char *lend = calloc((size_t)m->nacts, 1);
     if (!lend) goto nomem;
-    forward_only(m, lend, 0);
+    mark_forward_only(m, lend);
     /* act 0 is the caller's input: not allocated here */
     for (int i = 1; i < m->nacts; i++) {
         size_t k = act_n(m, i);
@@ -563,7 +564,7 @@ int pe_model_set_batch(pe_model *m, int n) {
         if (!m->acts[i].x) goto nomem;
     }
     if (assign_grads(m, maxact)) goto nomem;
-    forward_only(m, lend, 1);
+    lend_forward_only(m, lend);
     for (int i = 1; i < m->nacts; i++)
         if (!m->acts[i].x && !(m->acts[i].x = be->alloc(be, act_n(m, i) * sizeof(float))))
             goto nomem;
@@ -678,18 +679,16 @@ int pe_model_backward(pe_model *m, const float *dz) {
             if (written[o->out])
                 rc = be->relu_bwd(be, act_n(m, o->out), m->acts[o->out].x, dy, dy);
             break;
-        case OP_ADD: { /* in place: the gradient of out is that of in */
-            int ins[2] = {o->in, o->in2};
-            for (int k = o->out == o->in; k < 2 && !rc; k++) {
-                if (written[ins[k]]) {
-                    rc = be->accumulate(be, act_n(m, o->out), dy, m->acts[ins[k]].g);
-                } else {
-                    rc = be->copy(be, act_n(m, o->out), dy, m->acts[ins[k]].g);
-                    written[ins[k]] = 1;
-                }
+        case OP_ADD: /* in place (add()): out is in, whose gradient dy already
+                      * is; the shortcut in2 gets a copy of it, or adds it */
+            PE_ASSERT(o->in == o->out);
+            if (written[o->in2]) {
+                rc = be->accumulate(be, act_n(m, o->out), dy, m->acts[o->in2].g);
+            } else {
+                rc = be->copy(be, act_n(m, o->out), dy, m->acts[o->in2].g);
+                written[o->in2] = 1;
             }
             break;
-        }
         case OP_POOL:
             dst = grad_dst(m, o, written, o->in);
             rc = be->avgpool_bwd(be, n, o->C, o->HW, dy, dst);

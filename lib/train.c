@@ -1205,10 +1205,10 @@ static int check_opts(const pe_train_opts *o) {
         return pe_fail(PE_EUSAGE, "rank %d of a group of %d", o->rank, o->world);
     if (o->world > 1 && !o->rendezvous)
         return pe_fail(PE_EUSAGE, "a group of %d needs a rendezvous file", o->world);
-    if (o->world > 1 && o->dp_clip > 0)
+    if (o->rendezvous && o->dp_clip > 0)
         return pe_fail(PE_EUNSUPPORTED, "--dp-clip runs on one device: DP-SGD's groups and noise "
                                         "are not split across ranks");
-    if (o->world > 1 && o->stop_plateau)
+    if (o->rendezvous && o->stop_plateau)
         return pe_fail(PE_EUNSUPPORTED, "--stop-plateau runs on one device");
     if (o->stop_plateau && !o->knn_set)
         return pe_fail(PE_EUSAGE, "--stop-plateau watches the kNN monitor: give --knn-set");
@@ -1358,7 +1358,9 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
     if ((rc = pe_backend_open(o->device, o->device_index, o->threads, o->precision,
                               o->deterministic, &tr->be)))
         goto out;
-    if (world > 1 && (rc = pe_backend_join(tr->be, o->rank, world, o->rendezvous, 600)))
+    /* a group, even of one rank (which runs NCCL's all-reduce on one GPU:
+     * the path a group takes, testable where one GPU is lent) */
+    if (o->rendezvous && (rc = pe_backend_join(tr->be, o->rank, world, o->rendezvous, 600)))
         goto out;
     pe_backend *be = tr->be;
     pe_model_cfg cfg;

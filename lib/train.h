@@ -67,8 +67,9 @@ typedef struct pe_train_opts {
                                gradients are averaged (NCCL), batch norm
                                and NT-Xent's negatives stay per rank; rank
                                0 alone writes -o and --log */
-    const char *rendezvous; /* world > 1: the file the ranks meet through
-                               (pe_backend_join) */
+    const char *rendezvous; /* the file the ranks meet through
+                               (pe_backend_join); required when world > 1,
+                               and with world 1 a group of one rank */
     int host_augment;       /* augment on the host even when the backend
                                could (tests; the loader thread's path) */
     pe_aug_opts aug;        /* crop scale/ratio and mode, probabilities,

@@ -60,6 +60,15 @@ expect_rc 0 pe-train $common --device cuda --deterministic -o d2.st
 cmp -s d1.st d2.st || fail "two --deterministic runs differ"
 PE_HOST_AUGMENT=1 expect_rc 0 pe-train $common --device cuda --deterministic -o d3.st
 cmp -s d1.st d3.st || fail "device and host augmentation train differently"
+# a group of one rank: NCCL's all-reduce (a mean over one) changes nothing
+expect_rc 0 pe-train $common --device cuda --deterministic --world 1 --rank 0 \
+    --rendezvous "$T/rv" -o d4.st
+cmp -s d1.st d4.st || fail "a one-rank NCCL group trains differently"
+[ -e "$T/rv" ] && fail "the rendezvous file was left behind"
+# a leftover rendezvous file is refused
+: > "$T/rv"
+expect_rc 1 pe-train $common --device cuda --world 1 --rank 0 --rendezvous "$T/rv" -o d5.st
+err_has "rendezvous"
 
 # the other precisions train (finite losses), MoCo too
 for p in tf32 bf16; do
