@@ -109,11 +109,8 @@ train() { # out set epochs [options] (sh has no locals: t_ names, not the loop's
     pe-train --set "$t_set" $common --epochs "$t_ep" -o "$t_out" --log "$t_out.log" $t_resume "$@"
 }
 
-evaluate() { # encoder out
-    [ -s "$2" ] && [ "$2" -nt "$1" ] && return 0
-    pe-eval -q --encoder "$1" --train "$EVAL_TRAIN" --test "$EVAL_TEST" --targets "$pairs" --json > "$2.tmp"
-    mv "$2.tmp" "$2"
-}
+. "$here/common.sh"
+evaluate() { eval_json "$1" "$2" "$EVAL_TRAIN" "$EVAL_TEST" "$pairs"; } # encoder out
 
 # one row's training from SRC: the poisoned set, or D for the row's clean
 # twin; post-processing fine-tunes BASE (the undefended poisoned encoder,

@@ -26,6 +26,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 [ $# -eq 1 ] || { echo "usage: $0 WORKDIR" >&2; exit 2; }
 work=$(cd "$1" && pwd)
+. "$here/common.sh"
 export PE_STORE=${PE_STORE:-$work/store.lmdb}
 ENCODERS=${ENCODERS:-def-simclr-clean-s1 def-simclr-none-s1}
 pairs=$work/pairs-default-t10.tsv
@@ -57,8 +58,6 @@ for n in $ENCODERS; do
     enc=$work/$n.safetensors
     out=$work/$n-coarse.json
     [ -s "$enc" ] || { echo "$0: no $enc" >&2; exit 1; }
-    [ -s "$out" ] && [ "$out" -nt "$enc" ] && continue
-    pe-eval -q --encoder "$enc" --train train-coarse --test test-coarse --targets "$coarse" --json > "$out.tmp"
-    mv "$out.tmp" "$out"
+    eval_json "$enc" "$out" train-coarse test-coarse "$coarse"
 done
 /usr/bin/python3 "$here/two_task_table.py" "$work" $ENCODERS
