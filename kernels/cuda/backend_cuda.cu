@@ -41,34 +41,31 @@ int pe_cuda_launched(const char *what) { return pe_cuda_check(cudaGetLastError()
 
 /* ---- scratch ---- */
 
+void *pe_cuda_grow(pe_backend *b, void **buf, size_t *cap, size_t bytes, int pinned,
+                   const char *what) {
+    pe_cuda *g = pe_cuda_of(b);
+    if (bytes <= *cap && *buf) return *buf;
+    /* the old buffer may still be read by queued work */
+    if (pe_cuda_check(cudaStreamSynchronize(g->stream), what)) return NULL;
+    if (*buf) pinned ? cudaFreeHost(*buf) : cudaFree(*buf);
+    *buf = NULL;
+    *cap = 0;
+    void *p = NULL;
+    const size_t n = bytes ? bytes : 256;
+    if (pe_cuda_check(pinned ? cudaMallocHost(&p, n) : cudaMalloc(&p, n), what)) return NULL;
+    *buf = p;
+    *cap = bytes;
+    return p;
+}
+
 void *pe_cuda_scratch(pe_backend *b, size_t bytes) {
     pe_cuda *g = pe_cuda_of(b);
-    if (bytes <= g->scratch_bytes && g->scratch) return g->scratch;
-    /* the old buffer may still be read by queued work */
-    if (pe_cuda_check(cudaStreamSynchronize(g->stream), "scratch")) return NULL;
-    if (g->scratch) cudaFree(g->scratch);
-    g->scratch = NULL;
-    g->scratch_bytes = 0;
-    void *p = NULL;
-    if (pe_cuda_check(cudaMalloc(&p, bytes ? bytes : 256), "scratch: cudaMalloc")) return NULL;
-    g->scratch = p;
-    g->scratch_bytes = bytes;
-    return p;
+    return pe_cuda_grow(b, &g->scratch, &g->scratch_bytes, bytes, 0, "scratch: cudaMalloc");
 }
 
 void *pe_cuda_host_scratch(pe_backend *b, size_t bytes) {
     pe_cuda *g = pe_cuda_of(b);
-    if (bytes <= g->host_bytes && g->host) return g->host;
-    if (pe_cuda_check(cudaStreamSynchronize(g->stream), "host scratch")) return NULL;
-    if (g->host) cudaFreeHost(g->host);
-    g->host = NULL;
-    g->host_bytes = 0;
-    void *p = NULL;
-    if (pe_cuda_check(cudaMallocHost(&p, bytes ? bytes : 256), "host scratch: cudaMallocHost"))
-        return NULL;
-    g->host = p;
-    g->host_bytes = bytes;
-    return p;
+    return pe_cuda_grow(b, &g->host, &g->host_bytes, bytes, 1, "host scratch: cudaMallocHost");
 }
 
 /* ---- memory ---- */

@@ -12,18 +12,8 @@
 
 __nv_bfloat16 *pe_cuda_bf16_scratch(pe_backend *b, size_t n) {
     pe_cuda *g = pe_cuda_of(b);
-    const size_t bytes = n * sizeof(__nv_bfloat16);
-    if (bytes <= g->bf16_bytes && g->bf16) return (__nv_bfloat16 *)g->bf16;
-    if (pe_cuda_check(cudaStreamSynchronize(g->stream), "bf16 staging")) return NULL;
-    if (g->bf16) cudaFree(g->bf16);
-    g->bf16 = NULL;
-    g->bf16_bytes = 0;
-    void *p = NULL;
-    if (pe_cuda_check(cudaMalloc(&p, bytes ? bytes : 256), "bf16 staging: cudaMalloc"))
-        return NULL;
-    g->bf16 = p;
-    g->bf16_bytes = bytes;
-    return (__nv_bfloat16 *)p;
+    return (__nv_bfloat16 *)pe_cuda_grow(b, &g->bf16, &g->bf16_bytes, n * sizeof(__nv_bfloat16), 0,
+                                         "bf16 staging: cudaMalloc");
 }
 
 __global__ static void to_bf16(size_t n, const float *src, __nv_bfloat16 *dst) {

@@ -170,92 +170,67 @@ size_t pe_cuda_conv_workspace(pe_backend *b, const pe_conv_desc *d) {
     return pl ? pl->workspace : 0;
 }
 
-/* ---- bf16 staging: inputs converted, the op run, the output converted
- * back ---- */
+/* ---- the three ops: one runner, the operands in bf16 copies when the
+ * precision asks (inputs converted, the op run, the output converted
+ * back) ---- */
 
-typedef struct staged {
-    __nv_bfloat16 *a, *c, *out;
-} staged;
-
-static int stage(pe_backend *b, size_t na, const float *a, size_t nc, const float *c,
-                 size_t nout, staged *s) {
-    __nv_bfloat16 *p = (__nv_bfloat16 *)pe_cuda_bf16_scratch(b, na + nc + nout);
-    if (!p) return PE_ECUDA;
-    s->a = p;
-    s->c = p + na;
-    s->out = p + na + nc;
-    int rc;
-    if ((rc = pe_cuda_to_bf16(b, na, a, s->a)) || (rc = pe_cuda_to_bf16(b, nc, c, s->c)))
-        return rc;
-    return 0;
-}
+typedef enum conv_op { FWD, BWD_DATA, BWD_FILTER } conv_op;
 
 static size_t x_n(const pe_conv_desc *d) { return (size_t)d->N * d->C * d->H * d->W; }
 static size_t y_n(const pe_conv_desc *d) { return (size_t)d->N * d->K * d->P * d->Q; }
 static size_t w_n(const pe_conv_desc *d) { return (size_t)d->K * d->C * d->R * d->S; }
 
-int pe_cuda_conv_fwd(pe_backend *b, const pe_conv_desc *d, const float *x, const float *w,
-                     float *y, float *work) {
+/* The cuDNN call of op: FWD y = conv(a = x, c = w); BWD_DATA dx from
+ * (a = dy, c = w); BWD_FILTER dw from (a = x, c = dy). */
+static cudnnStatus_t call(pe_cuda *g, const pe_cuda_conv_plan *pl, conv_op op, const void *a,
+                          const void *c, void *out, float *work) {
+    const float one = 1.0f, zero = 0.0f;
+    switch (op) {
+    case FWD:
+        return cudnnConvolutionForward(g->dnn, &one, g->tx, a, g->fw, c, g->conv, pl->fwd, work,
+                                       pl->workspace, &zero, g->ty, out);
+    case BWD_DATA:
+        return cudnnConvolutionBackwardData(g->dnn, &one, g->fw, c, g->ty, a, g->conv,
+                                            pl->bwd_data, work, pl->workspace, &zero, g->tx, out);
+    default:
+        return cudnnConvolutionBackwardFilter(g->dnn, &one, g->tx, a, g->ty, c, g->conv,
+                                              pl->bwd_filter, work, pl->workspace, &zero, g->fw,
+                                              out);
+    }
+}
+
+static int run(pe_backend *b, const pe_conv_desc *d, conv_op op, const float *a, const float *c,
+               float *out, float *work) {
+    static const char *const names[3] = {"conv forward", "conv backward data",
+                                         "conv backward filter"};
     pe_cuda *g = pe_cuda_of(b);
     pe_cuda_conv_plan *pl = plan_of(b, d, 0);
     if (!pl) return PE_ECUDA;
-    const float one = 1.0f, zero = 0.0f;
     if (g->precision != PE_PREC_BF16)
-        return pe_cuda_check_dnn(cudnnConvolutionForward(g->dnn, &one, g->tx, x, g->fw, w,
-                                                         g->conv, pl->fwd, work, pl->workspace,
-                                                         &zero, g->ty, y),
-                                 "conv forward");
-    staged s;
-    int rc = stage(b, x_n(d), x, w_n(d), w, y_n(d), &s);
-    if (rc) return rc;
-    if ((rc = pe_cuda_check_dnn(cudnnConvolutionForward(g->dnn, &one, g->tx, s.a, g->fw, s.c,
-                                                        g->conv, pl->fwd, work, pl->workspace,
-                                                        &zero, g->ty, s.out),
-                                "conv forward (bf16)")))
+        return pe_cuda_check_dnn(call(g, pl, op, a, c, out, work), names[op]);
+    const size_t na = op == BWD_DATA ? y_n(d) : x_n(d), nc = op == BWD_FILTER ? y_n(d) : w_n(d),
+                 nout = op == FWD ? y_n(d) : op == BWD_DATA ? x_n(d) : w_n(d);
+    __nv_bfloat16 *sa = pe_cuda_bf16_scratch(b, na + nc + nout);
+    if (!sa) return PE_ECUDA;
+    __nv_bfloat16 *sc = sa + na, *sout = sc + nc;
+    int rc;
+    if ((rc = pe_cuda_to_bf16(b, na, a, sa)) || (rc = pe_cuda_to_bf16(b, nc, c, sc)) ||
+        (rc = pe_cuda_check_dnn(call(g, pl, op, sa, sc, sout, work), names[op])))
         return rc;
-    return pe_cuda_from_bf16(b, y_n(d), s.out, y);
+    return pe_cuda_from_bf16(b, nout, sout, out);
+}
+
+int pe_cuda_conv_fwd(pe_backend *b, const pe_conv_desc *d, const float *x, const float *w,
+                     float *y, float *work) {
+    return run(b, d, FWD, x, w, y, work);
 }
 
 int pe_cuda_conv_bwd_data(pe_backend *b, const pe_conv_desc *d, const float *dy,
                           const float *w, float *dx, float *work) {
-    pe_cuda *g = pe_cuda_of(b);
-    pe_cuda_conv_plan *pl = plan_of(b, d, 0);
-    if (!pl) return PE_ECUDA;
-    const float one = 1.0f, zero = 0.0f;
-    if (g->precision != PE_PREC_BF16)
-        return pe_cuda_check_dnn(cudnnConvolutionBackwardData(g->dnn, &one, g->fw, w, g->ty, dy,
-                                                              g->conv, pl->bwd_data, work,
-                                                              pl->workspace, &zero, g->tx, dx),
-                                 "conv backward data");
-    staged s;
-    int rc = stage(b, y_n(d), dy, w_n(d), w, x_n(d), &s);
-    if (rc) return rc;
-    if ((rc = pe_cuda_check_dnn(cudnnConvolutionBackwardData(g->dnn, &one, g->fw, s.c, g->ty,
-                                                             s.a, g->conv, pl->bwd_data, work,
-                                                             pl->workspace, &zero, g->tx, s.out),
-                                "conv backward data (bf16)")))
-        return rc;
-    return pe_cuda_from_bf16(b, x_n(d), s.out, dx);
+    return run(b, d, BWD_DATA, dy, w, dx, work);
 }
 
 int pe_cuda_conv_bwd_filter(pe_backend *b, const pe_conv_desc *d, const float *x,
                             const float *dy, float *dw, float *work) {
-    pe_cuda *g = pe_cuda_of(b);
-    pe_cuda_conv_plan *pl = plan_of(b, d, 0);
-    if (!pl) return PE_ECUDA;
-    const float one = 1.0f, zero = 0.0f;
-    if (g->precision != PE_PREC_BF16)
-        return pe_cuda_check_dnn(cudnnConvolutionBackwardFilter(g->dnn, &one, g->tx, x, g->ty,
-                                                                dy, g->conv, pl->bwd_filter, work,
-                                                                pl->workspace, &zero, g->fw, dw),
-                                 "conv backward filter");
-    staged s;
-    int rc = stage(b, x_n(d), x, y_n(d), dy, w_n(d), &s);
-    if (rc) return rc;
-    if ((rc = pe_cuda_check_dnn(cudnnConvolutionBackwardFilter(
-                                    g->dnn, &one, g->tx, s.a, g->ty, s.c, g->conv,
-                                    pl->bwd_filter, work, pl->workspace, &zero, g->fw, s.out),
-                                "conv backward filter (bf16)")))
-        return rc;
-    return pe_cuda_from_bf16(b, w_n(d), s.out, dw);
+    return run(b, d, BWD_FILTER, x, dy, dw, work);
 }

@@ -83,8 +83,16 @@ int pe_cuda_check_dnn(cudnnStatus_t s, const char *what);
 /* After a <<<...>>> launch: cudaGetLastError, checked. */
 int pe_cuda_launched(const char *what);
 
+/* Grows *buf (device memory, or pinned host memory when pinned) to at
+ * least `bytes`, *cap its size: waits for the stream before freeing the
+ * old buffer, which queued work may still read. NULL with the error set
+ * (what: the message's prefix) on failure. */
+void *pe_cuda_grow(pe_backend *b, void **buf, size_t *cap, size_t bytes, int pinned,
+                   const char *what);
+
 /* Device scratch of at least `bytes` (NULL and an error set on failure);
- * valid until the next call. Pinned host scratch likewise. */
+ * valid until the next call. Pinned host scratch likewise. The two are
+ * separate buffers: growing one leaves the other valid. */
 void *pe_cuda_scratch(pe_backend *b, size_t bytes);
 void *pe_cuda_host_scratch(pe_backend *b, size_t bytes);
 
