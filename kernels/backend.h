@@ -229,9 +229,11 @@ pe_backend *pe_backend_cpu(int nthreads);
  * and cuBLAS's TF32 tensor-core paths off (they are on by default on
  * recent GPUs), so results stay comparable with the CPU's; TF32 allows
  * them; BF16 rounds the operands of convolutions and GEMMs to bfloat16
- * and accumulates in float, with parameters, gradients, activations and
- * optimiser state kept in float (fp32 master weights). Every other op
- * computes in float whatever the precision. */
+ * and accumulates in float (a convolution's result is rounded to bf16
+ * too, as under PyTorch's autocast; a GEMM's stays float), with
+ * parameters, gradients, activations and optimiser state kept in float
+ * (fp32 master weights). Every other op, the losses' own products
+ * included, computes in float whatever the precision. */
 typedef enum pe_precision {
     PE_PREC_FP32 = 0,
     PE_PREC_TF32 = 1,

@@ -94,7 +94,9 @@ static int loaded(void) {
  * there is no driver or no device. */
 static int driver_devices(const char **why) {
     static char msg[200];
-    void *cu = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    /* kept open: the CUDA runtime loads the same library again */
+    static void *cu;
+    if (!cu) cu = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
     if (!cu) {
         if (why) *why = "no NVIDIA driver (libcuda.so.1 not found)";
         return 0;
@@ -103,7 +105,6 @@ static int driver_devices(const char **why) {
     int (*count)(int *) = (int (*)(int *))(uintptr_t)dlsym(cu, "cuDeviceGetCount");
     int n = 0, rc = init && count ? init(0) : -1;
     if (rc == 0) rc = count(&n);
-    dlclose(cu);
     if (rc != 0) {
         snprintf(msg, sizeof msg, "the NVIDIA driver reports no usable GPU (error %d)", rc);
         if (why) *why = msg;

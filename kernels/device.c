@@ -51,7 +51,7 @@ int pe_backend_open(pe_device_kind kind, int index, int nthreads, pe_precision p
     if (kind == PE_DEVICE_AUTO) kind = pe_cuda_devices(NULL) > index ? PE_DEVICE_CUDA : PE_DEVICE_CPU;
     if (kind == PE_DEVICE_CUDA) {
         *out = pe_backend_cuda(index, precision, deterministic);
-        return *out ? 0 : PE_ECUDA;
+        return *out ? 0 : pe_cuda_library(NULL) ? PE_ECUDA : PE_EUNSUPPORTED;
     }
     *out = pe_backend_cpu(nthreads);
     return *out ? 0 : pe_fail(ENOMEM, "cannot start the CPU backend");

@@ -476,6 +476,7 @@ typedef struct trainer {
     pe_model *m;
     dataset d;
     float *s1, *s2; /* Adam m and v, or SGD momentum (s1) */
+    float *flag;    /* data parallelism: one float for group_agree */
     uint64_t step;
     int epochs_done;
     uint64_t batch_in_epoch; /* batches done of epoch epochs_done (a stop inside it) */
@@ -1060,6 +1061,25 @@ static int moco_setup(trainer *tr, const pe_model_cfg *cfg, int B) {
 /* One step's loss and d loss / d z of the trained model on x (2B views,
  * view 1 then view 2): SimCLR's NT-Xent over all 2B, or MoCo's InfoNCE of
  * view 1's queries against view 2's keys and the queue. */
+/* Data parallelism: every rank calls this once per step with its own rc;
+ * all return nonzero when any rank failed (the failed one its own error,
+ * the others one that says so), so no rank waits alone in a collective.
+ * The flags are averaged through the gradient all-reduce's path. */
+static int group_agree(trainer *tr, int rc) {
+    pe_backend *be = tr->be;
+    float flag = rc ? 1.0f : 0.0f;
+    int rc2 = be->upload(be, tr->flag, &flag, sizeof flag);
+    if (!rc2) rc2 = be->allreduce_mean(be, 1, tr->flag);
+    if (!rc2) rc2 = be->download(be, &flag, tr->flag, sizeof flag);
+    if (rc) return rc;
+    if (rc2) return rc2;
+    if (flag > 0)
+        return pe_fail(PE_ECUDA, "another rank of the group failed at step %llu (its error is on "
+                                 "its own stderr); every rank stops",
+                       (unsigned long long)tr->step + 1);
+    return 0;
+}
+
 static int step_loss(trainer *tr, const float *x, size_t view_n, float *loss, float *dz) {
     const pe_train_opts *o = tr->o;
     pe_backend *be = tr->be;
@@ -1362,6 +1382,10 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
      * the path a group takes, testable where one GPU is lent) */
     if (o->rendezvous && (rc = pe_backend_join(tr->be, o->rank, world, o->rendezvous, 600)))
         goto out;
+    if (o->rendezvous && !(tr->flag = tr->be->alloc(tr->be, sizeof(float)))) {
+        rc = ENOMEM;
+        goto out;
+    }
     pe_backend *be = tr->be;
     pe_model_cfg cfg;
     pe_model_cfg_default(&cfg, o->arch, C, o->size);
@@ -1506,26 +1530,28 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
                 stopped = 1;
                 break;
             }
+            /* in a group, a failing rank must not leave the others waiting
+             * in the next collective: every error up to the gradients goes
+             * through group_agree, and all ranks stop together */
             int slot = loader_get(&L, b, &wait);
             if (slot < 0) {
                 rc = pe_fail(L.rc, "%s", L.msg);
-                break;
+            } else {
+                rc = loader_views(&L, be, slot, dx);
+                loader_release(&L, b);
             }
-            rc = loader_views(&L, be, slot, dx);
-            loader_release(&L, b);
             float loss = 0;
             if (!rc && tr->dp) rc = pe_dp_step(tr->dp, tr->m, dx, o->temperature, tr->step, &loss);
             else if (!rc) rc = step_loss(tr, dx, L.view_n, &loss, dz);
-            if (!rc && !isfinite(loss)) {
+            if (!rc && !isfinite(loss))
                 rc = pe_fail(PE_ECORRUPT, "the loss is %s at epoch %d step %llu: training "
                              "diverged (a learning rate too high, or inputs out of range); the "
                              "last good checkpoint is kept",
                              isnan(loss) ? "NaN" : "infinite", ep + 1, (unsigned long long)tr->step);
-                break;
-            }
             if (!rc && !tr->dp) rc = pe_model_backward(tr->m, dz);
-            if (!rc && be->allreduce_mean)
-                rc = be->allreduce_mean(be, np, pe_model_grads(tr->m));
+            if (be->allreduce_mean) rc = group_agree(tr, rc);
+            if (rc) break;
+            if (be->allreduce_mean) rc = be->allreduce_mean(be, np, pe_model_grads(tr->m));
             lr = lr_at(o, tr->step, total, warm);
             if (!rc && o->optim == PE_OPT_ADAM)
                 rc = be->adam(be, np, pe_model_params(tr->m), pe_model_grads(tr->m), tr->s1, tr->s2,
@@ -1639,6 +1665,7 @@ out:
         if (tr->s1) tr->be->free(tr->be, tr->s1);
         if (tr->s2) tr->be->free(tr->be, tr->s2);
         if (tr->queue) tr->be->free(tr->be, tr->queue);
+        if (tr->flag) tr->be->free(tr->be, tr->flag);
         if (tr->kn) tr->be->free(tr->be, tr->kn);
         pe_dp_free(tr->dp);
         pe_model_free(tr->key);

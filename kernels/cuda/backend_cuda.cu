@@ -52,7 +52,10 @@ void *pe_cuda_grow(pe_backend *b, void **buf, size_t *cap, size_t bytes, int pin
     *cap = 0;
     void *p = NULL;
     const size_t n = bytes ? bytes : 256;
-    if (pe_cuda_check(pinned ? cudaMallocHost(&p, n) : cudaMalloc(&p, n), what)) return NULL;
+    if (pe_cuda_check(pinned ? cudaMallocHost(&p, n) : cudaMalloc(&p, n), what)) {
+        cudaGetLastError(); /* so no later launch check reports it */
+        return NULL;
+    }
     *buf = p;
     *cap = bytes;
     return p;
@@ -74,6 +77,7 @@ static void *cuda_alloc(pe_backend *b, size_t bytes) {
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
     if (e != cudaSuccess) {
+        cudaGetLastError(); /* so no later launch check reports it */
         pe_fail(PE_ECUDA, "cannot allocate %zu bytes on GPU %d: %s", bytes,
                 pe_cuda_of(b)->device, cudaGetErrorString(e));
         return NULL;
@@ -106,8 +110,8 @@ static void cuda_destroy(pe_backend *b) {
     if (!b) return;
     pe_cuda *g = pe_cuda_of(b);
     if (g) {
+        pe_cuda_leave(g); /* first: aborting the group ends any collective still queued */
         if (g->stream) cudaStreamSynchronize(g->stream);
-        pe_cuda_leave(g);
         if (g->scratch) cudaFree(g->scratch);
         if (g->bf16) cudaFree(g->bf16);
         if (g->host) cudaFreeHost(g->host);

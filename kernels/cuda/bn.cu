@@ -46,6 +46,7 @@ int pe_cuda_bn_fwd_train(pe_backend *b, int N, int C, int HW, const float *x,
     int rc;
     if ((rc = check_eps(eps)) || (rc = describe(g, N, C, HW))) return rc;
     g->bn_eps = eps;
+    g->have_bn_eps = 1;
     const float one = 1.0f, zero = 0.0f;
     return pe_cuda_check_dnn(
         cudnnBatchNormalizationForwardTraining(g->dnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero,
@@ -81,7 +82,7 @@ int pe_cuda_bn_bwd(pe_backend *b, int N, int C, int HW, const float *x, const fl
     return pe_cuda_check_dnn(
         cudnnBatchNormalizationBackward(g->dnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one,
                                         &zero, g->tx, x, g->tx, dy, g->tx, dx, g->tbn, gamma,
-                                        dgamma, dbeta, g->bn_eps > 0 ? g->bn_eps : 1e-5,
+                                        dgamma, dbeta, g->have_bn_eps ? g->bn_eps : 1e-5,
                                         save_mean, save_invstd),
         "batch norm backward");
 }

@@ -20,10 +20,13 @@
  * Precision: FP32 sets CUDNN_FMA_MATH, so no TF32 tensor-core algorithm is
  * eligible; TF32 allows them (CUDNN_DEFAULT_MATH); BF16 runs the
  * convolution on bf16 copies of its two inputs (bf16.cu) with float
- * accumulation (CUDNN_TENSOR_OP_MATH) and converts the bf16 result back
- * into the float output.
+ * accumulation (CUDNN_TENSOR_OP_MATH) into a bf16 result (cuDNN's bf16
+ * configuration), widened into the float output: the output is rounded
+ * to bf16 too, as under PyTorch's autocast. Each algorithm runs with the
+ * math type cuDNN chose it with.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +125,9 @@ static int choose(pe_cuda *g, pe_cuda_conv_plan *pl) {
     pl->fwd = f[i].algo;
     pl->bwd_data = bd[j].algo;
     pl->bwd_filter = bf[k].algo;
+    pl->fwd_math = f[i].mathType;
+    pl->bwd_data_math = bd[j].mathType;
+    pl->bwd_filter_math = bf[k].mathType;
     size_t ws = f[i].memory;
     if (bd[j].memory > ws) ws = bd[j].memory;
     if (bf[k].memory > ws) ws = bf[k].memory;
@@ -139,9 +145,9 @@ static pe_cuda_conv_plan *plan_of(pe_backend *b, const pe_conv_desc *d, int crea
     for (int i = 0; i < g->nplans; i++)
         if (memcmp(&g->plans[i].d, d, sizeof *d) == 0) return &g->plans[i];
     if (!create) {
-        pe_fail(PE_ECUDA, "conv: input %dx%dx%dx%d, filter %dx%dx%dx%d was never sized by "
-                          "conv_workspace",
-                d->N, d->C, d->H, d->W, d->K, d->C, d->R, d->S);
+        pe_fail(PE_ECUDA, "conv: input %dx%dx%dx%d, filter %dx%dx%dx%d has no algorithms: %s",
+                d->N, d->C, d->H, d->W, d->K, d->C, d->R, d->S,
+                g->conv_err[0] ? g->conv_err : "never sized by conv_workspace");
         return NULL;
     }
     if (g->nplans == g->cap_plans) {
@@ -158,7 +164,10 @@ static pe_cuda_conv_plan *plan_of(pe_backend *b, const pe_conv_desc *d, int crea
     pe_cuda_conv_plan *pl = &g->plans[g->nplans];
     memset(pl, 0, sizeof *pl);
     pl->d = *d;
-    if (choose(g, pl)) return NULL;
+    if (choose(g, pl)) {
+        snprintf(g->conv_err, sizeof g->conv_err, "%s", pe_errmsg());
+        return NULL;
+    }
     g->nplans++;
     return pl;
 }
@@ -185,6 +194,11 @@ static size_t w_n(const pe_conv_desc *d) { return (size_t)d->K * d->C * d->R * d
 static cudnnStatus_t call(pe_cuda *g, const pe_cuda_conv_plan *pl, conv_op op, const void *a,
                           const void *c, void *out, float *work) {
     const float one = 1.0f, zero = 0.0f;
+    /* the math type the algorithm was chosen with */
+    const cudnnMathType_t math = op == FWD ? pl->fwd_math
+                                 : op == BWD_DATA ? pl->bwd_data_math : pl->bwd_filter_math;
+    const cudnnStatus_t st = cudnnSetConvolutionMathType(g->conv, math);
+    if (st != CUDNN_STATUS_SUCCESS) return st;
     switch (op) {
     case FWD:
         return cudnnConvolutionForward(g->dnn, &one, g->tx, a, g->fw, c, g->conv, pl->fwd, work,
@@ -210,9 +224,12 @@ static int run(pe_backend *b, const pe_conv_desc *d, conv_op op, const float *a,
         return pe_cuda_check_dnn(call(g, pl, op, a, c, out, work), names[op]);
     const size_t na = op == BWD_DATA ? y_n(d) : x_n(d), nc = op == BWD_FILTER ? y_n(d) : w_n(d),
                  nout = op == FWD ? y_n(d) : op == BWD_DATA ? x_n(d) : w_n(d);
-    __nv_bfloat16 *sa = pe_cuda_bf16_scratch(b, na + nc + nout);
+    /* each staged tensor starts 256-byte aligned, as cuDNN's tensor-core
+     * kernels want and as the buffers cudnnFind timed with were */
+    const size_t na_al = pe_cuda_align_n(na), nc_al = pe_cuda_align_n(nc);
+    __nv_bfloat16 *sa = pe_cuda_bf16_scratch(b, na_al + nc_al + nout);
     if (!sa) return PE_ECUDA;
-    __nv_bfloat16 *sc = sa + na, *sout = sc + nc;
+    __nv_bfloat16 *sc = sa + na_al, *sout = sc + nc_al;
     int rc;
     if ((rc = pe_cuda_to_bf16(b, na, a, sa)) || (rc = pe_cuda_to_bf16(b, nc, c, sc)) ||
         (rc = pe_cuda_check_dnn(call(g, pl, op, sa, sc, sout, work), names[op])))

@@ -13,6 +13,11 @@
  * with cudaGetLastError right after the launch (pe_cuda_launched).
  *
  * One backend serves one calling thread at a time; ops are not reentrant.
+ * The GPU is made current (cudaSetDevice) for the thread that opens the
+ * backend; a program that drives it from another thread, or opens
+ * backends on two GPUs in one thread, must call cudaSetDevice itself (pe's
+ * programs do neither: the trainer's loader thread never calls the
+ * backend).
  */
 #ifndef PE_KERNELS_CUDA_H
 #define PE_KERNELS_CUDA_H
@@ -37,6 +42,10 @@ typedef struct pe_cuda_conv_plan {
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    /* the math type each algorithm was timed or ranked with: cuDNN's
+     * answers are (algorithm, math type) pairs, and an algorithm run with
+     * another math type may pick a slower kernel or need more workspace */
+    cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
     size_t workspace; /* bytes: the largest of the three */
 } pe_cuda_conv_plan;
 
@@ -54,8 +63,13 @@ typedef struct pe_cuda {
     cudnnConvolutionDescriptor_t conv;
     /* the eps of the last training-mode batch norm: cuDNN's backward
      * wants it again (backend.h's bn_bwd does not pass it; every batch
-     * norm of a model has the same eps) */
+     * norm of a model has the same eps); have_bn_eps once one ran */
     double bn_eps;
+    int have_bn_eps;
+    /* why choosing a convolution's algorithms last failed ("" if never):
+     * conv_workspace cannot return an error, so the op that finds no
+     * plan reports this */
+    char conv_err[512];
     /* the algorithm cache: one plan per convolution shape seen */
     pe_cuda_conv_plan *plans;
     int nplans, cap_plans;
@@ -95,6 +109,10 @@ void *pe_cuda_grow(pe_backend *b, void **buf, size_t *cap, size_t bytes, int pin
  * separate buffers: growing one leaves the other valid. */
 void *pe_cuda_scratch(pe_backend *b, size_t bytes);
 void *pe_cuda_host_scratch(pe_backend *b, size_t bytes);
+
+/* n rounded up to a multiple of 128 elements, so that tensors carved one
+ * after another out of a buffer each start 256-byte aligned (bf16) */
+static inline size_t pe_cuda_align_n(size_t n) { return (n + 127) & ~(size_t)127; }
 
 /* Blocks for a 1-D launch over n elements with `threads` per block,
  * capped so a grid-stride loop covers the rest. */

@@ -34,9 +34,9 @@ int pe_cuda_gemm(pe_backend *b, int transA, int transB, int M, int N, int K, flo
     /* A is M x K (K x M when transposed), B is K x N (N x K) */
     const size_t na = transA ? span(K, M, lda) : span(M, K, lda);
     const size_t nb = transB ? span(N, K, ldb) : span(K, N, ldb);
-    __nv_bfloat16 *a = pe_cuda_bf16_scratch(b, na + nb);
+    __nv_bfloat16 *a = pe_cuda_bf16_scratch(b, pe_cuda_align_n(na) + nb);
     if (!a) return PE_ECUDA;
-    __nv_bfloat16 *bb = a + na;
+    __nv_bfloat16 *bb = a + pe_cuda_align_n(na);
     int rc;
     if ((rc = pe_cuda_to_bf16(b, na, A, a)) || (rc = pe_cuda_to_bf16(b, nb, B, bb))) return rc;
     return pe_cuda_check_blas(cublasGemmEx(g->blas, opB, opA, N, M, K, &alpha, bb, CUDA_R_16BF,

@@ -110,8 +110,11 @@ extern "C" int pe_cuda_so_join(pe_backend *b, int rank, int world, const char *i
     return 0;
 }
 
+/* ncclCommAbort, not ncclCommDestroy: it never waits, so a rank leaving
+ * after an error (whose peers may be gone) cannot hang; at a normal end
+ * the stream has no collective left and the two do the same. */
 void pe_cuda_leave(pe_cuda *g) {
-    if (g->nccl) ncclCommDestroy((ncclComm_t)g->nccl);
+    if (g->nccl) ncclCommAbort((ncclComm_t)g->nccl);
     g->nccl = NULL;
 }
 
