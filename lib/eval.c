@@ -508,8 +508,10 @@ int pe_encoder_open(pe_encoder **out, const pe_encoder_opts *o, int threads) {
     e->progress = o->progress;
     e->prog = o->prog ? o->prog : "pe";
     if ((rc = encoder_describe(o, e))) goto out;
-    if ((rc = pe_backend_open(o->device, o->device_index, threads, o->precision,
-                              o->deterministic, &e->be)))
+    /* deterministic convolution algorithms always: a feature's bits must
+     * depend on the batch and the images only, or the cache below could
+     * not stand in for a fresh run (timed choices vary between runs) */
+    if ((rc = pe_backend_open(o->device, o->device_index, threads, o->precision, 1, &e->be)))
         goto out;
     if (strcmp(e->be->name, "cpu") == 0) {
         e->host = e->be;
@@ -518,8 +520,8 @@ int pe_encoder_open(pe_encoder **out, const pe_encoder_opts *o, int threads) {
          * cache made on one is not the other's (the CPU's rule stays as
          * it was, so existing caches stay valid) */
         size_t len = strlen(e->rule);
-        snprintf(e->rule + len, sizeof e->rule - len, " device=%s precision=%s deterministic=%d",
-                 e->be->name, pe_precision_name(o->precision), o->deterministic);
+        snprintf(e->rule + len, sizeof e->rule - len, " device=%s precision=%s", e->be->name,
+                 pe_precision_name(o->precision));
         if (!(e->host = pe_backend_cpu(threads))) {
             rc = pe_fail(ENOMEM, "cannot start the CPU backend");
             goto out;

@@ -72,7 +72,8 @@ typedef struct pe_encoder_opts {
     pe_device_kind device;    /* --device: auto (default), cpu, cuda */
     int device_index;         /* cuda:N */
     pe_precision precision;   /* GPU only: fp32 (default), tf32, bf16 */
-    int deterministic;        /* GPU only: fixed convolution algorithms */
+    int deterministic;        /* accepted; the encoder always runs with
+                                 deterministic convolution algorithms */
     int progress;             /* a progress line on err while extracting */
     const char *prog;         /* for the lines on err: "pe-eval" */
 } pe_encoder_opts;
