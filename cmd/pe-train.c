@@ -58,6 +58,7 @@ static void usage(FILE *f) {
 "                         process is rank R of N, one GPU each (--device\n"
 "                         cuda:R on one machine), meeting through FILE\n"
 "                         (default: $PE_WORLD_SIZE, $PE_RANK, $PE_RENDEZVOUS)\n"
+"      --sync-bn          with a group: batch norm statistics over all ranks\n"
 "      --crop-scale LO,HI RandomResizedCrop area range (default 0.08,1)\n"
 "      --crop-ratio LO,HI aspect range (default 0.75,1.3333333)\n"
 "      --crop-mode M      independent (default) or local: both views inside\n"
@@ -111,7 +112,7 @@ enum { O_RESUME = 256, O_ARCH, O_WIDTH, O_SIZE, O_CHANNELS, O_EPOCHS, O_OPTIM,
        O_JITTER, O_PFLIP, O_PJITTER, O_PGRAY, O_MEAN, O_STD, O_LOG, O_KNNSET,
        O_KNNBANK, O_KNNK, O_KNNT, O_KNNLIMIT, O_MAXSTEPS, O_INIT, O_CROPMODE,
        O_LOCALSCALE, O_PLATEAU, O_METHOD, O_MOCOQUEUE, O_MOCOMOM, O_DPCLIP, O_DPNOISE, O_DPEPS, O_DPDELTA,
-       O_DPGROUP, O_DEVICE, O_PRECISION, O_DETERMINISTIC, O_WORLD, O_RANK, O_RENDEZVOUS,
+       O_DPGROUP, O_DEVICE, O_PRECISION, O_DETERMINISTIC, O_WORLD, O_RANK, O_RENDEZVOUS, O_SYNCBN,
        O_VERSION };
 
 int main(int argc, char **argv) {
@@ -125,6 +126,7 @@ int main(int argc, char **argv) {
         {"temperature", 1, 0, O_TEMP}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, 'j'},
         {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION}, {"deterministic", 0, 0, O_DETERMINISTIC},
         {"world", 1, 0, O_WORLD}, {"rank", 1, 0, O_RANK}, {"rendezvous", 1, 0, O_RENDEZVOUS},
+        {"sync-bn", 0, 0, O_SYNCBN},
         {"crop-scale", 1, 0, O_SCALE}, {"crop-ratio", 1, 0, O_RATIO},
         {"jitter", 1, 0, O_JITTER}, {"p-flip", 1, 0, O_PFLIP}, {"p-jitter", 1, 0, O_PJITTER},
         {"p-gray", 1, 0, O_PGRAY}, {"mean", 1, 0, O_MEAN}, {"std", 1, 0, O_STD},
@@ -223,6 +225,7 @@ int main(int argc, char **argv) {
         case O_WORLD: INT(1, 4096, o.world); break;
         case O_RANK: INT(0, 4095, o.rank); break;
         case O_RENDEZVOUS: o.rendezvous = optarg; break;
+        case O_SYNCBN: o.sync_bn = 1; break;
         case O_SCALE:
             if (parse_list(optarg, l, 2) != 2 || !(l[0] > 0 && l[0] <= l[1] && l[1] <= 1))
                 return pe_cli_usage(prog, "--crop-scale takes LO,HI with 0 < LO <= HI <= 1");

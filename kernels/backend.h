@@ -58,8 +58,9 @@ typedef struct pe_backend pe_backend;
 
 /* The interface's version, checked when the CUDA backend's shared object
  * is loaded (kernels/cuda_loader.c): bump the first number whenever a
- * member of pe_backend or pe_aug_job changes meaning. */
-#define PE_BACKEND_ABI (1u << 16 | (unsigned)sizeof(pe_backend))
+ * member of pe_backend or pe_aug_job, or an entry point of the library
+ * (pe_cuda_so_*), changes. */
+#define PE_BACKEND_ABI (2u << 16 | (unsigned)sizeof(pe_backend))
 
 struct pe_backend {
     const char *name; /* "cpu", "cuda" */
@@ -262,10 +263,13 @@ pe_backend *pe_backend_cuda(int device, pe_precision precision, int deterministi
  * creates it (it must not exist: a leftover of an earlier run is an
  * error, so that no rank joins a stale group) with NCCL's unique id, the
  * others wait for it, up to timeout_s seconds; rank 0 removes it once
- * every rank has joined. Returns 0 or an error code with the message
+ * every rank has joined. sync_bn: training-mode batch norm takes its
+ * statistics over the whole group's batch (PyTorch's SyncBatchNorm)
+ * instead of each rank's own. Returns 0 or an error code with the message
  * naming the file or NCCL's error: PE_EUNSUPPORTED on the CPU backend or
  * in a build without NCCL. */
-int pe_backend_join(pe_backend *b, int rank, int world, const char *id_file, double timeout_s);
+int pe_backend_join(pe_backend *b, int rank, int world, const char *id_file, double timeout_s,
+                    int sync_bn);
 
 /* --device's values. */
 typedef enum pe_device_kind {

@@ -30,7 +30,8 @@
 
 typedef int (*devices_fn)(const char **why);
 typedef pe_backend *(*open_fn)(int device, pe_precision precision, int deterministic);
-typedef int (*join_fn)(pe_backend *b, int rank, int world, const char *id_file, double timeout_s);
+typedef int (*join_fn)(pe_backend *b, int rank, int world, const char *id_file, double timeout_s,
+                       int sync_bn);
 typedef unsigned (*abi_fn)(void);
 
 static struct {
@@ -142,8 +143,9 @@ pe_backend *pe_backend_cuda(int device, pe_precision precision, int deterministi
     return L.open(device, precision, deterministic);
 }
 
-int pe_backend_join(pe_backend *b, int rank, int world, const char *id_file, double timeout_s) {
+int pe_backend_join(pe_backend *b, int rank, int world, const char *id_file, double timeout_s,
+                    int sync_bn) {
     if (strcmp(b->name, "cuda") != 0 || !loaded())
         return pe_fail(PE_EUNSUPPORTED, "data parallelism needs --device cuda (NCCL)");
-    return L.join(b, rank, world, id_file, timeout_s);
+    return L.join(b, rank, world, id_file, timeout_s, sync_bn);
 }

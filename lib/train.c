@@ -1225,6 +1225,9 @@ static int check_opts(const pe_train_opts *o) {
         return pe_fail(PE_EUSAGE, "rank %d of a group of %d", o->rank, o->world);
     if (o->world > 1 && !o->rendezvous)
         return pe_fail(PE_EUSAGE, "a group of %d needs a rendezvous file", o->world);
+    if (o->sync_bn && !o->rendezvous)
+        return pe_fail(PE_EUSAGE, "--sync-bn synchronises a data-parallel group: give --world, "
+                                  "--rank and --rendezvous");
     if (o->rendezvous && o->dp_clip > 0)
         return pe_fail(PE_EUNSUPPORTED, "--dp-clip runs on one device: DP-SGD's groups and noise "
                                         "are not split across ranks");
@@ -1380,7 +1383,7 @@ int pe_train_run(pe_store *st, const pe_train_opts *o, FILE *err, pe_train_stats
         goto out;
     /* a group, even of one rank (which runs NCCL's all-reduce on one GPU:
      * the path a group takes, testable where one GPU is lent) */
-    if (o->rendezvous && (rc = pe_backend_join(tr->be, o->rank, world, o->rendezvous, 600)))
+    if (o->rendezvous && (rc = pe_backend_join(tr->be, o->rank, world, o->rendezvous, 600, o->sync_bn)))
         goto out;
     if (o->rendezvous && !(tr->flag = tr->be->alloc(tr->be, sizeof(float)))) {
         rc = ENOMEM;

@@ -65,8 +65,11 @@ typedef struct pe_train_opts {
                                of `batch` (step s of an epoch: batch
                                s x world + rank of the epoch's order), the
                                gradients are averaged (NCCL), batch norm
-                               and NT-Xent's negatives stay per rank; rank
+                               (unless sync_bn) and NT-Xent's negatives
+                               stay per rank; rank
                                0 alone writes -o and --log */
+    int sync_bn;            /* batch norm statistics over the group's batch
+                               (needs rendezvous) */
     const char *rendezvous; /* the file the ranks meet through
                                (pe_backend_join); required when world > 1,
                                and with world 1 a group of one rank */

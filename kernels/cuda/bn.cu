@@ -4,7 +4,9 @@
  * batch statistics and the running-average update, inference forward with
  * the running statistics, and the backward.
  *
- * Not for: per-activation batch norm or the fused persistent variant
+ * Not for: statistics over a data-parallel group (syncbn.cu, which the
+ * two training-mode ops hand over to when the group asked for it),
+ * per-activation batch norm or the fused persistent variant
  * (CUDNN_BATCHNORM_SPATIAL_PERSISTENT may overflow on some inputs and is
  * not deterministic).
  *
@@ -44,6 +46,9 @@ int pe_cuda_bn_fwd_train(pe_backend *b, int N, int C, int HW, const float *x,
                          float *save_invstd) {
     pe_cuda *g = pe_cuda_of(b);
     int rc;
+    if (g->sync_bn && g->nccl)
+        return pe_cuda_syncbn_fwd(b, N, C, HW, x, gamma, beta, eps, momentum, run_mean, run_var,
+                                  y, save_mean, save_invstd);
     if ((rc = check_eps(eps)) || (rc = describe(g, N, C, HW))) return rc;
     g->bn_eps = eps;
     g->have_bn_eps = 1;
@@ -75,6 +80,9 @@ int pe_cuda_bn_bwd(pe_backend *b, int N, int C, int HW, const float *x, const fl
                    float *dx, float *dgamma, float *dbeta) {
     pe_cuda *g = pe_cuda_of(b);
     int rc;
+    if (g->sync_bn && g->nccl)
+        return pe_cuda_syncbn_bwd(b, N, C, HW, x, dy, gamma, save_mean, save_invstd, dx, dgamma,
+                                  dbeta);
     if ((rc = describe(g, N, C, HW))) return rc;
     const float one = 1.0f, zero = 0.0f;
     /* alphaDataDiff/betaDataDiff and alphaParamDiff/betaParamDiff: the

@@ -80,9 +80,12 @@ typedef struct pe_cuda {
     /* pinned host memory for values an op returns to the host */
     void *host;
     size_t host_bytes;
-    /* the data-parallel group (ncclComm_t, nccl.cu), or NULL */
+    /* the data-parallel group (ncclComm_t, nccl.cu), or NULL; sync_bn:
+     * training-mode batch norm takes its statistics over the group
+     * (syncbn.cu) */
     void *nccl;
     int rank, world;
+    int sync_bn;
     /* bf16 staging for --precision bf16 (pe_cuda_bf16_scratch) */
     void *bf16;
     size_t bf16_bytes;
@@ -132,6 +135,16 @@ int pe_cuda_from_bf16(pe_backend *b, size_t n, const __nv_bfloat16 *src, float *
 
 /* nccl.cu: leaves the data-parallel group, if any (destroy calls it). */
 void pe_cuda_leave(pe_cuda *g);
+/* nccl.cu: sums n doubles (device memory) in place over the group. */
+int pe_cuda_group_sum_f64(pe_backend *b, size_t n, double *x);
+
+/* syncbn.cu: bn_fwd_train and bn_bwd with the group's statistics */
+int pe_cuda_syncbn_fwd(pe_backend *b, int N, int C, int HW, const float *x, const float *gamma,
+                       const float *beta, float eps, float momentum, float *run_mean,
+                       float *run_var, float *y, float *save_mean, float *save_invstd);
+int pe_cuda_syncbn_bwd(pe_backend *b, int N, int C, int HW, const float *x, const float *dy,
+                       const float *gamma, const float *save_mean, const float *save_invstd,
+                       float *dx, float *dgamma, float *dbeta);
 
 /* ---- the ops (one file each; signatures as in pe_backend) ---- */
 

@@ -41,6 +41,13 @@ static int allreduce_mean(pe_backend *b, size_t n, float *x) {
                       "gradient all-reduce");
 }
 
+int pe_cuda_group_sum_f64(pe_backend *b, size_t n, double *x) {
+    pe_cuda *g = pe_cuda_of(b);
+    if (n == 0) return 0;
+    return check_nccl(ncclAllReduce(x, x, n, ncclFloat64, ncclSum, (ncclComm_t)g->nccl, g->stream),
+                      "sync batch norm: all-reduce");
+}
+
 static int write_id(const char *path, const ncclUniqueId *id) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp)
@@ -79,7 +86,7 @@ static int read_id(const char *path, ncclUniqueId *id, double timeout_s) {
 }
 
 extern "C" int pe_cuda_so_join(pe_backend *b, int rank, int world, const char *id_file,
-                               double timeout_s) {
+                               double timeout_s, int sync_bn) {
     if (strcmp(b->name, "cuda") != 0)
         return pe_fail(PE_EUNSUPPORTED, "data parallelism needs --device cuda (NCCL)");
     if (world < 1 || rank < 0 || rank >= world)
@@ -106,6 +113,7 @@ extern "C" int pe_cuda_so_join(pe_backend *b, int rank, int world, const char *i
     g->nccl = comm;
     g->rank = rank;
     g->world = world;
+    g->sync_bn = sync_bn;
     b->allreduce_mean = allreduce_mean;
     return 0;
 }
@@ -121,12 +129,17 @@ void pe_cuda_leave(pe_cuda *g) {
 #else /* no NCCL in this build */
 
 extern "C" int pe_cuda_so_join(pe_backend *b, int rank, int world, const char *id_file,
-                               double timeout_s) {
-    (void)b, (void)rank, (void)world, (void)id_file, (void)timeout_s;
+                               double timeout_s, int sync_bn) {
+    (void)b, (void)rank, (void)world, (void)id_file, (void)timeout_s, (void)sync_bn;
     return pe_fail(PE_EUNSUPPORTED, "this build of pe has no NCCL (nccl.h was not found when it "
                                     "was built): one GPU per run");
 }
 
 void pe_cuda_leave(pe_cuda *g) { (void)g; }
+
+int pe_cuda_group_sum_f64(pe_backend *b, size_t n, double *x) {
+    (void)b, (void)n, (void)x;
+    return pe_fail(PE_EUNSUPPORTED, "sync batch norm: this build has no NCCL");
+}
 
 #endif

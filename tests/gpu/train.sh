@@ -65,6 +65,14 @@ expect_rc 0 pe-train $common --device cuda --deterministic --world 1 --rank 0 \
     --rendezvous "$T/rv" -o d4.st
 cmp -s d1.st d4.st || fail "a one-rank NCCL group trains differently"
 [ -e "$T/rv" ] && fail "the rendezvous file was left behind"
+# --sync-bn in a group of one: the group's statistics are this rank's, so
+# the run follows the cuDNN batch norm's to rounding
+expect_rc 0 pe-train $common --device cuda --deterministic --world 1 --rank 0 \
+    --rendezvous "$T/rv" --sync-bn -o d6.st
+cp "$T/err" d6.log
+expect_rc 0 pe-train $common --device cuda --deterministic -o d7.st
+cp "$T/err" d7.log
+close "$(loss d7.log)" "$(loss d6.log)" 1e-3 || fail "--sync-bn loss $(loss d6.log), cuDNN's $(loss d7.log)"
 # a leftover rendezvous file is refused
 : > "$T/rv"
 expect_rc 1 pe-train $common --device cuda --world 1 --rank 0 --rendezvous "$T/rv" -o d5.st
