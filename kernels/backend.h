@@ -223,8 +223,9 @@ struct pe_backend {
  * NULL on allocation failure. Destroy with b->destroy(b). */
 pe_backend *pe_backend_cpu(int nthreads);
 
-/* ---- the CUDA backend (kernels/cuda/; kernels/cuda_stub.c in a build
- * without nvcc) ---- */
+/* ---- the CUDA backend: kernels/cuda/, built as the shared object
+ * libpe-cuda.so and loaded on demand by kernels/cuda_loader.c (a build
+ * without nvcc has no library, and these functions say so) ---- */
 
 /* Arithmetic of convolutions and GEMMs on the GPU. FP32 switches cuDNN's
  * and cuBLAS's TF32 tensor-core paths off (they are on by default on
