@@ -287,7 +287,8 @@ int pe_precision_parse(const char *s, pe_precision *out);
 const char *pe_precision_name(pe_precision p);
 
 /* Opens the backend --device asks for: CPU with nthreads threads, CUDA on
- * GPU index, or (auto) CUDA GPU index when one is present, else the CPU.
+ * GPU index, or (auto) CUDA GPU index when one is present, else the CPU;
+ * auto follows $PE_DEVICE (auto, cpu, cuda, cuda:N) when it is set.
  * A precision other than FP32 or deterministic=1 on the CPU is accepted
  * and changes nothing (the CPU computes in float and is always
  * deterministic). Returns 0 and *out, or an error code with pe_errmsg()

@@ -61,6 +61,10 @@ sanitizer_env() {
 }
 
 sanitizer_env
+# the unit and CLI suites on the CPU whatever the machine has: their
+# byte-identity checks assume it (the gpu suite names --device cuda)
+PE_DEVICE=cpu
+export PE_DEVICE
 case "${1:-all}" in
 unit) unit "${2:-build}" ;;
 cli) cli "${2:-build}" ;;

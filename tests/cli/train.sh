@@ -77,6 +77,8 @@ err_has "--device gpu"
 usage_error pe-train --set tr -o x.st --precision fp64
 err_has "fp64"
 usage_error pe-train --set tr -o x.st --world 2 --rank 2 --rendezvous rv
+PE_DEVICE=gpu expect_rc 2 pe-train $common --epochs 1 -o x.st
+err_has "PE_DEVICE"
 usage_error pe-train --set tr -o x.st --sync-bn
 err_has "--sync-bn"
 PE_WORLD_SIZE=two usage_error pe-train --set tr -o x.st
